@@ -1,0 +1,72 @@
+"""Stream LLM tokens from any client to the browser, in FastAPI, Flask or Django."""
+
+from __future__ import annotations
+
+from .assets import STATIC_DIR, static_file
+from .chunks import (
+    ErrorEvent,
+    Event,
+    TextEvent,
+    UnsupportedChunkError,
+    UsageEvent,
+    aiter_events,
+    iter_events,
+    normalize_usage,
+)
+from .clients import call_client, client_error
+from .demo import AsyncDemoClient, DemoClient, DemoProviderError
+from .requests import (
+    ChatRequest,
+    CompletionRequest,
+    Limits,
+    RequestError,
+    parse_chat,
+    parse_completion,
+    read_json_body,
+)
+from .sse import encode_comment, encode_data, encode_event
+from .stream import (
+    AsyncSSEStream,
+    SSEStream,
+    StreamReport,
+    UsagePolicy,
+    async_sse_stream,
+    sse_stream,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STATIC_DIR",
+    "AsyncDemoClient",
+    "AsyncSSEStream",
+    "ChatRequest",
+    "CompletionRequest",
+    "DemoClient",
+    "DemoProviderError",
+    "ErrorEvent",
+    "Event",
+    "Limits",
+    "RequestError",
+    "SSEStream",
+    "StreamReport",
+    "TextEvent",
+    "UnsupportedChunkError",
+    "UsageEvent",
+    "UsagePolicy",
+    "__version__",
+    "aiter_events",
+    "async_sse_stream",
+    "call_client",
+    "client_error",
+    "encode_comment",
+    "encode_data",
+    "encode_event",
+    "iter_events",
+    "normalize_usage",
+    "parse_chat",
+    "parse_completion",
+    "read_json_body",
+    "sse_stream",
+    "static_file",
+]

@@ -1,0 +1,266 @@
+"""Pull an upstream iterator ahead of its consumer, and close it exactly once.
+
+``ThreadFeed`` runs a sync iterator in a thread of its own: one per stream, not a
+slot in a shared pool (anyio's default limiter holds 40), so a hundred slow
+upstreams all progress at once and none blocks the event loop.  ``TaskFeed`` does
+the same for an async iterator with an asyncio task.  Both buffer a bounded
+number of chunks (back-pressure) and hand over everything that is ready in one
+batch, so a fast upstream costs one wake-up per batch rather than per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+logger = logging.getLogger("indox_integrations")
+
+MAX_BUFFERED = 64
+
+# Tasks hold no reference to themselves: keep each feed's task alive until it ends.
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def keep_running(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+    """Hold a reference to ``task`` until it ends."""
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
+
+
+class FeedTimeout(Exception):
+    """Nothing arrived from the upstream within the wait."""
+
+
+def close_sync(*objects: Any) -> None:
+    """Call ``close()`` once on each distinct object that has one."""
+    seen: list[int] = []
+    for obj in objects:
+        close = getattr(obj, "close", None)
+        if id(obj) in seen or not callable(close):
+            continue
+        seen.append(id(obj))
+        try:
+            close()
+        except Exception:
+            logger.warning("closing the upstream failed", exc_info=True)
+
+
+async def close_async(*objects: Any) -> None:
+    """Call ``aclose()`` (or ``close()``, awaited if needed) once on each object."""
+    seen: list[int] = []
+    for obj in objects:
+        close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+        if id(obj) in seen or not callable(close):
+            continue
+        seen.append(id(obj))
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.warning("closing the upstream failed", exc_info=True)
+
+
+class _Batches:
+    """The consumer side shared by both feeds: a buffer and a way to wait on it."""
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self.done = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _take(self) -> list[Any]:
+        items = list(self._items)
+        self._items.clear()
+        self._ready.notify_all()
+        return items
+
+    def _wake(self) -> None:
+        """Wake an async consumer; call with the lock held."""
+        self._ready.notify_all()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve, waiter)
+
+    def get(self, timeout: float | None) -> list[Any]:
+        """Wait (blocking) for the next batch; ``[]`` once the upstream is done."""
+        with self._lock:
+            if not self._items and not self.done:
+                self._ready.wait_for(lambda: self._items or self.done, timeout)
+            if not self._items and not self.done:
+                raise FeedTimeout
+            return self._take()
+
+    async def aget(self, timeout: float | None) -> list[Any]:
+        """Wait (async) for the next batch; ``[]`` once the upstream is done."""
+        with self._lock:
+            if self._items or self.done:
+                return self._take()
+            self._loop = asyncio.get_running_loop()
+            waiter = self._waiter = self._loop.create_future()
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            raise FeedTimeout from None
+        finally:
+            with self._lock:
+                if self._waiter is waiter:
+                    self._waiter = None
+        with self._lock:
+            return self._take()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class ThreadFeed(_Batches):
+    """Iterate a sync iterator in a dedicated thread, closing it from that thread.
+
+    A generator cannot be closed from another thread while it runs, so
+    ``stop()`` only asks: the thread closes the upstream as soon as its current
+    ``next()`` returns, and pulls nothing more.  Objects that are not
+    generators but have ``close()`` (HTTP response streams) are closed at once,
+    which also interrupts a read that is waiting on the network.
+    """
+
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self._source = source
+        self._iterator: Iterator[Any] = iter(source)
+        self._stopping = False
+        self._closed = False
+        self.closed = threading.Event()
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name="indox-upstream", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    self._ready.wait_for(lambda: len(self._items) < MAX_BUFFERED or self._stopping)
+                    if self._stopping:
+                        return
+                try:
+                    item = next(self._iterator)
+                except StopIteration:
+                    return
+                except BaseException as exc:
+                    self.error = exc
+                    return
+                with self._lock:
+                    if self._stopping:
+                        return
+                    self._items.append(item)
+                    self._wake()
+        finally:
+            self._close()
+            with self._lock:
+                self.done = True
+                self._wake()
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        close_sync(self._iterator, self._source)
+        self.closed.set()
+
+    def stop(self) -> None:
+        """Pull nothing more; the upstream is closed as soon as it can be."""
+        with self._lock:
+            self._stopping = True
+            self._ready.notify_all()
+            if (
+                self._closed
+                or not self._thread.is_alive()
+                or inspect.isgenerator(self._iterator)
+                or not callable(getattr(self._source, "close", None))
+            ):
+                return
+            self._closed = True
+        try:
+            self._source.close()
+        except ValueError:
+            # Its own code is running in our thread: that thread closes it next.
+            with self._lock:
+                self._closed = False
+            return
+        except Exception:
+            logger.warning("closing the upstream failed", exc_info=True)
+        self.closed.set()
+
+
+class TaskFeed(_Batches):
+    """Iterate an async iterator in an asyncio task of its own."""
+
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self._source = source
+        self._iterator: AsyncIterator[Any] = source.__aiter__()
+        self._space: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._space = asyncio.Event()
+        self._task = keep_running(self._loop.create_task(self._run()))
+
+    def _take(self) -> list[Any]:
+        if self._space is not None:
+            self._space.set()
+        return super()._take()
+
+    async def _run(self) -> None:
+        assert self._space is not None
+        try:
+            while True:
+                while len(self._items) >= MAX_BUFFERED:
+                    self._space.clear()
+                    await self._space.wait()
+                try:
+                    item = await self._iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.error = exc
+                    return
+                with self._lock:
+                    self._items.append(item)
+                    waiter, self._waiter = self._waiter, None
+                if waiter is not None:
+                    _resolve(waiter)
+        finally:
+            await close_async(self._iterator, self._source)
+            self.closed.set()
+            with self._lock:
+                self.done = True
+                waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                _resolve(waiter)
+
+    def stop(self) -> None:
+        """Cancel the task; the upstream is closed in its ``finally``."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()

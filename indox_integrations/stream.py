@@ -1,0 +1,393 @@
+"""The streaming pipeline: chunks in, encoded server-sent events out.
+
+This is the one place that decides policy (usage, errors, heartbeats, idle
+timeout, end marker, closing the upstream), so every framework behaves alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .chunks import ChunkNormalizer, ErrorEvent, TextEvent, UnsupportedChunkError, is_full_response
+from .concurrency import FeedTimeout, TaskFeed, ThreadFeed, close_sync, keep_running
+from .sse import encode_comment, encode_data, encode_event
+
+__all__ = [
+    "AsyncSSEStream",
+    "Outcome",
+    "SSEStream",
+    "StreamReport",
+    "UsagePolicy",
+    "async_sse_stream",
+    "sse_stream",
+]
+
+logger = logging.getLogger("indox_integrations")
+
+UsagePolicy = Literal["skip", "attach"]
+Outcome = Literal["completed", "client_disconnected", "upstream_error", "timeout"]
+
+OPEN = encode_comment("stream open")
+PING = encode_comment("ping")
+DONE = encode_event("[DONE]", event="done")
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    """How one stream ended, handed to ``on_complete`` and logged."""
+
+    outcome: Outcome
+    chunks: int
+    bytes: int
+    time_to_first_token: float | None
+    duration: float
+    usage: dict[str, Any] | None
+    error: BaseException | None = None
+
+
+Callback = Callable[[Any], Any]
+
+
+def _error_event(kind: str, message: str) -> bytes:
+    return encode_event(json.dumps({"type": kind, "message": message}), event="error") + DONE
+
+
+class _Pipeline:
+    """Policy for one stream, shared by the sync and the async loop."""
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        usage: UsagePolicy = "skip",
+        on_usage: Callback | None = None,
+        on_complete: Callback | None = None,
+        heartbeat: float | None = 15.0,
+        idle_timeout: float | None = 300.0,
+        expose_errors: bool = False,
+    ) -> None:
+        if usage not in ("skip", "attach"):
+            raise ValueError(f"usage must be 'skip' or 'attach', got {usage!r}")
+        for name, value in (("heartbeat", heartbeat), ("idle_timeout", idle_timeout)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds or None")
+        self.source = source
+        self.attach_usage = usage == "attach"
+        self.on_usage = on_usage
+        self.on_complete = on_complete
+        self.heartbeat = heartbeat
+        self.idle_timeout = idle_timeout
+        self.expose_errors = expose_errors
+        self.normalizer = ChunkNormalizer(source)
+        self.feed: ThreadFeed | TaskFeed | None = None
+        self.started = self.last_activity = self.last_write = time.monotonic()
+        self.first_token: float | None = None
+        self.chunks = 0
+        self.bytes = 0
+        self.usage: dict[str, Any] | None = None
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def upstream(self) -> Any:
+        return [self.source] if is_full_response(self.source) else self.source
+
+    def wrote(self, data: bytes) -> bytes:
+        self.bytes += len(data)
+        self.last_write = time.monotonic()
+        return data
+
+    def wait_time(self) -> float | None:
+        now = time.monotonic()
+        waits = []
+        if self.heartbeat is not None:
+            waits.append(self.last_write + self.heartbeat - now)
+        if self.idle_timeout is not None:
+            waits.append(self.last_activity + self.idle_timeout - now)
+        return max(0.0, min(waits)) if waits else None
+
+    def on_silence(self) -> tuple[bytes, bool]:
+        """Nothing came in time: a heartbeat, or the idle timeout."""
+        now = time.monotonic()
+        if self.idle_timeout is not None and now - self.last_activity >= self.idle_timeout:
+            self.outcome = "timeout"
+            message = f"no data from the model for {self.idle_timeout:g} s"
+            return self.wrote(_error_event("timeout", message)), True
+        if self.heartbeat is not None and now - self.last_write >= self.heartbeat:
+            return self.wrote(PING), False
+        return b"", False
+
+    def on_batch(self, items: list[Any]) -> tuple[bytes, bool]:
+        """Encode a batch of chunks; True when the stream must end here."""
+        self.last_activity = time.monotonic()
+        out = []
+        for item in items:
+            self.chunks += 1
+            try:
+                events = self.normalizer.feed(item)
+            except UnsupportedChunkError as exc:
+                out.append(self.fail(exc, "invalid_chunk", str(exc)))
+                return self.wrote(b"".join(out)), True
+            for event in events:
+                if type(event) is TextEvent:
+                    if self.first_token is None:
+                        self.first_token = time.monotonic() - self.started
+                    out.append(encode_data(event.text))
+                elif type(event) is ErrorEvent:
+                    out.append(self.fail(None, event.type, event.message))
+                    return self.wrote(b"".join(out)), True
+                else:
+                    self.usage = event.usage  # type: ignore[union-attr]
+        return self.wrote(b"".join(out)), False
+
+    def on_end(self) -> bytes:
+        """The upstream stopped: flush, attach usage, end marker."""
+        if self.feed is not None and self.feed.error is not None:
+            exc = self.feed.error
+            return self.wrote(self.fail(exc, "upstream_error", "the model stream failed"))
+        out = b""
+        try:
+            for event in self.normalizer.finish():
+                if type(event) is TextEvent:
+                    out += encode_data(event.text)
+                else:
+                    self.usage = event.usage  # type: ignore[union-attr]
+        except Exception as exc:
+            return self.wrote(self.fail(exc, "upstream_error", "the model stream failed"))
+        if self.attach_usage and self.usage is not None:
+            out += encode_event(json.dumps(self.usage), event="usage")
+        self.outcome = "completed"
+        return self.wrote(out + DONE)
+
+    def fail(self, exc: BaseException | None, kind: str, message: str) -> bytes:
+        self.outcome = "upstream_error"
+        self.error = exc
+        if exc is not None:
+            message = f"{type(exc).__name__}: {exc}" if self.expose_errors else (
+                f"{message} ({type(exc).__name__})"
+            )
+        return _error_event(kind, message)
+
+    def finish(self, outcome: Outcome) -> None:
+        """Close the upstream, report usage and outcome: exactly once."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.feed is not None:
+            self.feed.stop()
+        else:
+            close_sync(self.source)
+        if self.outcome is None:
+            self.outcome = outcome
+        if self.usage is None:
+            try:
+                self.usage = self.normalizer.fallback_usage()
+            except Exception:
+                logger.warning("get_usage_info() failed", exc_info=True)
+        report = StreamReport(
+            outcome=self.outcome,
+            chunks=self.chunks,
+            bytes=self.bytes,
+            time_to_first_token=self.first_token,
+            duration=time.monotonic() - self.started,
+            usage=self.usage,
+            error=self.error,
+        )
+        level = logging.ERROR if self.error is not None else logging.INFO
+        logger.log(
+            level,
+            "stream %s: %d chunks, %d bytes in %.3f s",
+            report.outcome,
+            report.chunks,
+            report.bytes,
+            report.duration,
+            exc_info=self.error,
+            extra={"indox_stream": report},
+        )
+        if self.usage is not None and self.on_usage is not None:
+            _call(self.on_usage, self.usage)
+        if self.on_complete is not None:
+            _call(self.on_complete, report)
+
+
+def _call(callback: Callback, value: Any) -> None:
+    """Run a callback; a coroutine callback runs on the loop, or to the end without one."""
+    try:
+        result = callback(value)
+        if inspect.iscoroutine(result):
+            try:
+                keep_running(asyncio.get_running_loop().create_task(result))
+            except RuntimeError:
+                asyncio.run(result)
+    except Exception:
+        logger.exception("stream callback %r failed", callback)
+
+
+class SSEStream:
+    """A sync iterator of encoded SSE bytes, for WSGI servers. See :func:`sse_stream`."""
+
+    def __init__(self, source: Any, **options: Any) -> None:
+        if hasattr(source, "__aiter__") or hasattr(source, "__await__"):
+            raise TypeError(
+                f"expected a sync iterable for a WSGI server, got {type(source).__name__}; "
+                "serve async upstreams with async_sse_stream() under ASGI"
+            )
+        self._pipeline = _Pipeline(source, **options)
+        self._iterator = self._run()
+
+    def __iter__(self) -> SSEStream:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        """Stop: the upstream is closed and the outcome reported."""
+        self._iterator.close()
+        self._pipeline.finish("client_disconnected")
+
+    def _run(self) -> Iterator[bytes]:
+        pipe = self._pipeline
+        try:
+            yield pipe.wrote(OPEN)
+            feed = pipe.feed = ThreadFeed(pipe.upstream())
+            feed.start()
+            while True:
+                try:
+                    items = feed.get(pipe.wait_time())
+                except FeedTimeout:
+                    data, final = pipe.on_silence()
+                else:
+                    data, final = pipe.on_batch(items) if items else (pipe.on_end(), True)
+                if data:
+                    yield data
+                if final:
+                    return
+        finally:
+            pipe.finish("client_disconnected")
+
+
+class AsyncSSEStream:
+    """An async iterator of encoded SSE bytes, for ASGI servers. See :func:`async_sse_stream`.
+
+    ``close()`` is synchronous so that frameworks which only call ``close()``
+    (Django's response closers) still stop the upstream at once.
+    """
+
+    def __init__(self, source: Any, **options: Any) -> None:
+        if hasattr(source, "__await__"):
+            raise TypeError(
+                f"expected a chunk stream, got an awaitable {type(source).__name__}; "
+                "await the client call first"
+            )
+        self._pipeline = _Pipeline(source, **options)
+        self._iterator = self._run()
+
+    def __aiter__(self) -> AsyncSSEStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._iterator.__anext__()
+
+    async def aclose(self) -> None:
+        await self._iterator.aclose()
+        self.close()
+
+    def close(self) -> None:
+        """Stop: the upstream is closed and the outcome reported."""
+        self._pipeline.finish("client_disconnected")
+
+    async def _run(self) -> AsyncIterator[bytes]:
+        pipe = self._pipeline
+        try:
+            yield pipe.wrote(OPEN)
+            upstream = pipe.upstream()
+            feed: TaskFeed | ThreadFeed
+            feed = TaskFeed(upstream) if hasattr(upstream, "__aiter__") else ThreadFeed(upstream)
+            pipe.feed = feed
+            feed.start()
+            while True:
+                try:
+                    items = await feed.aget(pipe.wait_time())
+                except FeedTimeout:
+                    data, final = pipe.on_silence()
+                else:
+                    data, final = pipe.on_batch(items) if items else (pipe.on_end(), True)
+                if data:
+                    yield data
+                if final:
+                    return
+        finally:
+            pipe.finish("client_disconnected")
+
+
+def sse_stream(
+    source: Any,
+    *,
+    usage: UsagePolicy = "skip",
+    on_usage: Callback | None = None,
+    on_complete: Callback | None = None,
+    heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 300.0,
+    expose_errors: bool = False,
+) -> SSEStream:
+    """Stream an LLM client's chunks as server-sent events, for WSGI servers.
+
+    ``source`` is a sync chunk generator (or one full response).  ``usage``
+    is ``"skip"`` or ``"attach"`` (a final ``event: usage``); ``on_usage``
+    always receives the normalized usage, also after an early stop;
+    ``on_complete`` receives a :class:`StreamReport`.  Heartbeat comments go
+    out every ``heartbeat`` seconds of silence; ``idle_timeout`` seconds
+    without a chunk end the stream with a ``timeout`` error event.
+    ``expose_errors`` puts the exception text into error events (off: no
+    secrets leak; the traceback is always logged).
+
+        for data in sse_stream(client.completion(prompt, stream=True, return_generator=True)):
+            write(data)
+    """
+    return SSEStream(
+        source,
+        usage=usage,
+        on_usage=on_usage,
+        on_complete=on_complete,
+        heartbeat=heartbeat,
+        idle_timeout=idle_timeout,
+        expose_errors=expose_errors,
+    )
+
+
+def async_sse_stream(
+    source: Any,
+    *,
+    usage: UsagePolicy = "skip",
+    on_usage: Callback | None = None,
+    on_complete: Callback | None = None,
+    heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 300.0,
+    expose_errors: bool = False,
+) -> AsyncSSEStream:
+    """Like :func:`sse_stream`, for ASGI servers; ``source`` may be sync or async.
+
+    A sync source runs in a thread of its own, so it never blocks the event
+    loop; cancelling the consumer closes the upstream.
+
+        async for data in async_sse_stream(await client.chat(messages, stream=True)):
+            await send(data)
+    """
+    return AsyncSSEStream(
+        source,
+        usage=usage,
+        on_usage=on_usage,
+        on_complete=on_complete,
+        heartbeat=heartbeat,
+        idle_timeout=idle_timeout,
+        expose_errors=expose_errors,
+    )
+

@@ -1,0 +1,166 @@
+// Types for indox-stream.js (ES module) and indox-stream.global.js (globalThis.IndoxStream).
+
+/** A dispatched server-sent event. */
+export interface SSEEvent {
+  /** The `event:` field; `"message"` when the block had none. */
+  event: string;
+  /** The `data:` lines of the block, joined with `"\n"`. */
+  data: string;
+  /** The last event ID seen in the stream so far (`""` if none). */
+  id: string;
+  /** The valid `retry:` value given in this block, in milliseconds. */
+  retry: number | undefined;
+}
+
+/** Callbacks of {@link createParser}. */
+export interface ParserCallbacks {
+  /** Called for each event, when its closing blank line arrives. */
+  onEvent?(event: SSEEvent): void;
+  /** Called for each comment line (`: ping` gives `"ping"`). */
+  onComment?(comment: string): void;
+  /** Called for each valid `retry:` field. */
+  onRetry?(milliseconds: number): void;
+}
+
+/** An incremental event-stream parser. */
+export interface Parser {
+  /** Parse the next piece of decoded text; pieces may split lines anywhere, even a CRLF. */
+  feed(text: string): void;
+  /** Forget all state, as if the stream started anew. */
+  reset(): void;
+}
+
+/**
+ * Create a WHATWG `text/event-stream` parser (CR, LF and CRLF line ends, one leading BOM,
+ * multi-line data, comments, `id`, `retry`). An event without its closing blank line is
+ * never dispatched.
+ *
+ * @example
+ * const parser = createParser({ onEvent: (e) => console.log(e.event, e.data) });
+ * parser.feed('data: hello\n\n');
+ */
+export function createParser(callbacks?: ParserCallbacks): Parser;
+
+/** Options of {@link readEvents}. */
+export interface ReadEventsOptions {
+  /** Aborting stops the iteration quietly and cancels the stream. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Iterate the events of a `Response` or a byte stream, decoding UTF-8 across chunk
+ * boundaries. Leaving the loop early cancels the stream.
+ *
+ * @example
+ * for await (const event of readEvents(await fetch(url))) console.log(event.data);
+ */
+export function readEvents(
+  source: Response | ReadableStream<Uint8Array>,
+  options?: ReadEventsOptions,
+): AsyncGenerator<SSEEvent, void, undefined>;
+
+/** Token usage, from an `event: usage` block. */
+export interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  total_tokens?: number;
+  cost?: number;
+  model?: string;
+  provider?: string;
+  finish_reason?: string | null;
+  [key: string]: unknown;
+}
+
+/** An in-band error: an `event: error` block, or `type: "timeout"` for the idle timeout. */
+export interface StreamError {
+  type: string;
+  message: string;
+  [key: string]: unknown;
+}
+
+/** Options of {@link streamCompletion}. */
+export interface StreamCompletionOptions {
+  /** Each text delta and the text so far. */
+  onText?(delta: string, fullText: string): void;
+  /** The usage, when the server attaches it. */
+  onUsage?(usage: Usage): void;
+  /** A stream error, or the idle timeout. */
+  onError?(error: StreamError): void;
+  /** Every event, before the callbacks above. */
+  onEvent?(event: SSEEvent): void;
+  /** Aborting stops the request; the promise then resolves with `aborted: true`. */
+  signal?: AbortSignal;
+  /** Milliseconds without any byte (heartbeats count) before giving up with a `timeout` error. */
+  timeout?: number;
+  /** Extra request headers; they override the defaults. */
+  headers?: HeadersInit;
+  /** The fetch to use; defaults to `globalThis.fetch`. */
+  fetch?: typeof globalThis.fetch;
+  /** Passed to fetch. */
+  credentials?: RequestCredentials;
+}
+
+/** What {@link streamCompletion} resolves to. */
+export interface StreamCompletionResult {
+  /** All text deltas joined. */
+  text: string;
+  usage: Usage | undefined;
+  /** The last stream error (or the idle timeout), if any. */
+  error: StreamError | undefined;
+  /** True when `signal` aborted the request. */
+  aborted: boolean;
+  /** True when the server's `event: done` arrived; false for a cut-off stream. */
+  done: boolean;
+}
+
+/** The rejection of {@link streamCompletion} for a non-2xx reply. */
+export interface HTTPError extends Error {
+  name: 'HTTPError';
+  /** The HTTP status. */
+  status: number;
+  /** The reply body: parsed JSON, else the text. */
+  body: unknown;
+}
+
+/**
+ * POST `body` as JSON (with `X-CSRFToken` from Django's `csrftoken` cookie on same-origin
+ * requests) and stream the reply. Never re-sends the request. Rejects with an
+ * {@link HTTPError} on a non-2xx reply, whose message is the server's.
+ *
+ * @example
+ * const { text, usage } = await streamCompletion('/llm/stream', { prompt: 'Hi' }, {
+ *   onText: renderInto(document.querySelector('#out')),
+ * });
+ */
+export function streamCompletion(
+  url: string | URL,
+  body: unknown,
+  options?: StreamCompletionOptions,
+): Promise<StreamCompletionResult>;
+
+/** Options of {@link renderInto}. */
+export interface RenderOptions {
+  /** Schedules a write; defaults to `requestAnimationFrame`, else a 16 ms `setTimeout`. */
+  schedule?(callback: () => void): void;
+}
+
+/** An `onText` callback returned by {@link renderInto}. */
+export interface TextRenderer {
+  /** Record the text; without `fullText`, `delta` is appended to what came before. */
+  (delta: string, fullText?: string): void;
+  /** Write pending text now. */
+  flush(): void;
+}
+
+/**
+ * An `onText` callback that sets `element.textContent` (never HTML), at most once per frame.
+ *
+ * @example
+ * const render = renderInto(output);
+ * await streamCompletion(url, body, { onText: render });
+ * render.flush();
+ */
+export function renderInto(element: { textContent: string | null }, options?: RenderOptions): TextRenderer;
+
+/** The classic script `indox-stream.global.js` sets `globalThis.IndoxStream` to this module. */
+export as namespace IndoxStream;
