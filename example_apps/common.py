@@ -1,0 +1,77 @@
+"""What every example app shares: the upstream client, picked from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indox_integrations import DemoClient
+
+PAGE = Path(__file__).parent / "templates" / "index.html"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The live client, a label for the page, the models to offer, the default one."""
+
+    client: Any
+    label: str
+    models: tuple[str, ...]
+    default_model: str | None
+    problem: str | None = None
+
+
+def pick_upstream(environ: dict[str, str] | None = None) -> Upstream:
+    """indoxRouter if ``INDOX_ROUTER_API_KEY`` is set, OpenAI if ``OPENAI_API_KEY`` is, else the demo.
+
+    A client that cannot be built (wrong key, unreachable server) falls back to
+    the demo client, and ``problem`` says why, so the page can show it.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("INDOX_ROUTER_API_KEY"):
+        model = env.get("INDOX_ROUTER_MODEL", "openai/gpt-4o-mini")
+        try:
+            from indoxrouter import Client
+
+            client = Client(
+                api_key=env["INDOX_ROUTER_API_KEY"],
+                base_url=env.get("INDOX_ROUTER_BASE_URL") or None,
+                timeout=60,
+            )
+        except Exception as exc:  # the page shows why, instead of hanging
+            return _demo(f"indoxRouter unavailable: {type(exc).__name__}: {exc}")
+        return Upstream(client, "indoxRouter", (model,), model)
+    if env.get("OPENAI_API_KEY"):
+        model = env.get("OPENAI_MODEL", "gpt-4o-mini")
+        try:
+            from openai import OpenAI
+
+            client = OpenAI(
+                api_key=env["OPENAI_API_KEY"], base_url=env.get("OPENAI_BASE_URL") or None,
+                timeout=60, max_retries=0,
+            )
+        except Exception as exc:
+            return _demo(f"OpenAI unavailable: {type(exc).__name__}: {exc}")
+        return Upstream(client, "OpenAI", (model,), model)
+    return _demo(None)
+
+
+def _demo(problem: str | None) -> Upstream:
+    delay = float(os.environ.get("INDOX_DEMO_DELAY", "0.03"))
+    return Upstream(DemoClient(delay=delay), "demo (offline)", DemoClient.models, "demo/story", problem)
+
+
+def render_page(upstream: Upstream, static_url: str = "/static/indox-stream.js") -> str:
+    """The demo page, with the upstream's label and models filled in."""
+    import html
+    import json
+
+    config = {"upstream": upstream.label, "models": list(upstream.models), "problem": upstream.problem}
+    return (
+        PAGE.read_text(encoding="utf-8")
+        .replace("{{ upstream }}", html.escape(upstream.label))
+        .replace("{{ static_url }}", html.escape(static_url))
+        .replace("{{ config_json }}", html.escape(json.dumps(config)))
+    )
