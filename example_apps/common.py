@@ -26,8 +26,9 @@ class Upstream:
 def pick_upstream(environ: dict[str, str] | None = None) -> Upstream:
     """indoxRouter if ``INDOX_ROUTER_API_KEY`` is set, OpenAI if ``OPENAI_API_KEY`` is, else the demo.
 
-    A client that cannot be built (wrong key, unreachable server) falls back to
-    the demo client, and ``problem`` says why, so the page can show it.
+    A client that cannot be built (wrong key, unreachable server) is replaced by
+    one that answers every request with that error, and ``problem`` says why,
+    so the page shows it instead of hanging.
     """
     env = os.environ if environ is None else environ
     if env.get("INDOX_ROUTER_API_KEY"):
@@ -41,7 +42,7 @@ def pick_upstream(environ: dict[str, str] | None = None) -> Upstream:
                 timeout=60,
             )
         except Exception as exc:  # the page shows why, instead of hanging
-            return _demo(f"indoxRouter unavailable: {type(exc).__name__}: {exc}")
+            return _unavailable("indoxRouter", model, exc)
         return Upstream(client, "indoxRouter", (model,), model)
     if env.get("OPENAI_API_KEY"):
         model = env.get("OPENAI_MODEL", "gpt-4o-mini")
@@ -53,14 +54,23 @@ def pick_upstream(environ: dict[str, str] | None = None) -> Upstream:
                 timeout=60, max_retries=0,
             )
         except Exception as exc:
-            return _demo(f"OpenAI unavailable: {type(exc).__name__}: {exc}")
+            return _unavailable("OpenAI", model, exc)
         return Upstream(client, "OpenAI", (model,), model)
-    return _demo(None)
+    delay = float(env.get("INDOX_DEMO_DELAY", "0.03"))
+    return Upstream(DemoClient(delay=delay), "demo (offline)", DemoClient.models, "demo/story")
 
 
-def _demo(problem: str | None) -> Upstream:
-    delay = float(os.environ.get("INDOX_DEMO_DELAY", "0.03"))
-    return Upstream(DemoClient(delay=delay), "demo (offline)", DemoClient.models, "demo/story", problem)
+class UpstreamUnavailable(ConnectionError):
+    """The configured client could not be built; every request reports why."""
+
+
+def _unavailable(label: str, model: str, exc: Exception) -> Upstream:
+    problem = f"{label} is not available: {type(exc).__name__}: {str(exc)[:200]}"
+
+    def client(request: Any) -> Any:
+        raise UpstreamUnavailable(problem)
+
+    return Upstream(client, label, (model,), model, problem)
 
 
 def render_page(upstream: Upstream, static_url: str = "/static/indox-stream.js") -> str:
