@@ -37,7 +37,7 @@ describe('streamCompletion', () => {
   });
 
   test('calls onText, onUsage, onError and onEvent in stream order and stops at done', async () => {
-    const { state, fetch } = streaming(WIRE, { hang: true });
+    const { state, fetch } = streaming(WIRE);
     const log = [];
     const result = await streamCompletion('/llm/stream', { prompt: 'hi' }, {
       fetch: fetch.fetch,
@@ -182,6 +182,24 @@ describe('streamCompletion', () => {
       status: 502,
       body: '<h1>Bad gateway</h1>',
     });
+  });
+
+  test('an error reply whose body stalls ends with the idle timeout', async () => {
+    const { stream } = byteStream([], { hang: true });
+    const fetch = fakeFetch(() => new Response(stream, { status: 500 }));
+    const result = await streamCompletion('/s', {}, { fetch: fetch.fetch, timeout: 20 });
+    assert.equal(result.error?.type, 'timeout');
+  });
+
+  test('an exception from a callback rejects and cancels the stream', async () => {
+    const { state, fetch } = streaming(['data: a\n\n'], { hang: true });
+    const failing = () => {
+      throw new Error('render failed');
+    };
+    await assert.rejects(streamCompletion('/s', {}, { fetch: fetch.fetch, onText: failing }), {
+      message: 'render failed',
+    });
+    assert.equal(state.cancelled, true);
   });
 
   test('a body that cannot stream is read whole', async () => {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what the suite needs, then run all of it: lint, types, Python (unit, real servers,
+# browser) and Node tests. Usage: bash tests/run.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+    fi
+fi
+
+python -m ruff check indox_integrations example_apps tests bench
+python -m ruff format --check indox_integrations example_apps tests bench
+python -m mypy
+node --test tests/js/
+python -m pytest "$@"
