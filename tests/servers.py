@@ -129,7 +129,7 @@ def collect(
 ) -> tuple[httpx.Response, list[ServerSentEvent]]:
     """POST ``body`` and read the whole event stream with httpx-sse."""
     with httpx.Client(base_url=base_url, timeout=timeout) as client, connect_sse(
-        client, "POST", path, json=body, headers=headers
+        client, "POST", path, json=body, headers=dict(headers or {})
     ) as source:
         return source.response, list(source.iter_sse())
 

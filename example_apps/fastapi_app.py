@@ -1,0 +1,42 @@
+"""The FastAPI example: the demo page, ``POST /stream`` and ``POST /chat`` (usage attached).
+
+Run it with ``python -m example_apps`` (http://127.0.0.1:8000) or
+``uvicorn --factory example_apps.fastapi_app:create_app``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from example_apps.common import Upstream, pick_upstream, render_page
+from indox_integrations import Limits
+from indox_integrations.fastapi import create_router
+
+
+def create_app(upstream: Upstream | None = None) -> FastAPI:
+    """The demo app on ``upstream`` (default: picked from the environment)."""
+    upstream = upstream or pick_upstream()
+    app = FastAPI(title="indox-integrations demo")
+    limits = Limits(models=upstream.models, default_model=upstream.default_model)
+    app.include_router(create_router(upstream.client, usage="attach", limits=limits))
+    page = render_page(upstream, app.url_path_for("indox_static_indox_stream_js"))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> str:
+        return page
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = False) -> None:
+    """Serve the demo with uvicorn."""
+    import uvicorn
+
+    if wsgi:
+        raise SystemExit("--wsgi is for the Django example; FastAPI runs on uvicorn (ASGI)")
+    uvicorn.run(create_app(), host=host, port=port)

@@ -1,0 +1,230 @@
+"""A FastAPI router streaming any LLM client to the browser: :func:`create_router`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+try:
+    from fastapi import APIRouter
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.routing import APIRoute
+    from pydantic import BaseModel, ConfigDict, Field, create_model
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'indox_integrations.fastapi needs FastAPI: pip install "indox-integrations[fastapi]"'
+    ) from err
+
+from .assets import static_file
+from .clients import LLMRequest, client_error
+from .requests import Limits, RequestError, parse_chat, parse_completion
+from .starlette import SSEResponse, acall_client, sse_response
+from .stream import Callback, UsagePolicy, async_sse_stream
+
+__all__ = ["ChatMessage", "create_router"]
+
+STATIC_FILES = {
+    "indox-stream.js": "text/javascript; charset=utf-8",
+    "indox-stream.global.js": "text/javascript; charset=utf-8",
+    "indox-stream.d.ts": "text/plain; charset=utf-8",
+}
+
+_STRICT = ConfigDict(strict=True, extra="ignore")
+
+
+class ChatMessage(BaseModel):
+    """One chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+    model_config = _STRICT
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+def create_router(
+    client: Any,
+    *,
+    usage: UsagePolicy = "attach",
+    on_usage: Callback | None = None,
+    on_complete: Callback | None = None,
+    heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 300.0,
+    limits: Limits | None = None,
+    expose_errors: bool = False,
+    serve_static: bool = True,
+) -> APIRouter:
+    """Routes that stream ``client``'s answers as server-sent events.
+
+    ``POST /stream`` takes ``{"prompt", "model"?, "temperature"?, "max_tokens"?}``,
+    ``POST /chat`` takes ``{"messages": [{"role", "content"}, ...], ...}``.
+    ``client`` is an indoxRouter-shaped client (sync or async), an OpenAI
+    client, or a callable ``(CompletionRequest | ChatRequest) -> chunk stream``.
+    Bodies are checked against ``limits`` (default :class:`Limits`) before the
+    client is called: 422 naming the field, 413 when too large, 415 when not
+    JSON. A client failing before its stream starts gets a JSON error with a
+    fitting status. ``usage`` defaults to ``"attach"`` (a final ``event:
+    usage``; ``"skip"`` sends exactly the wire of indoxRouter's guide); the
+    other options are those of :func:`~indox_integrations.sse_stream`. With
+    ``serve_static`` the browser helper is served at ``/static/indox-stream.js``
+    (and ``indox-stream.global.js``, ``indox-stream.d.ts``).
+
+        app.include_router(create_router(Client(api_key=...)), prefix="/llm")
+    """
+    options: dict[str, Any] = {
+        "usage": usage,
+        "on_usage": on_usage,
+        "on_complete": on_complete,
+        "heartbeat": heartbeat,
+        "idle_timeout": idle_timeout,
+        "expose_errors": expose_errors,
+    }
+    async_sse_stream((), **options)  # bad options fail here, not on the first request
+    limits = limits or Limits()
+    completion_body, chat_body = _request_models(limits)
+    route_class = type("IndoxStreamRoute", (_BodyLimitRoute,), {"limit": limits.max_body_bytes})
+
+    async def respond(
+        parse: Callable[[Mapping[str, Any], Limits], LLMRequest], body: BaseModel
+    ) -> Response:
+        try:
+            # The same rules as Flask and Django (model allow-list, blank prompts).
+            request = parse(body.model_dump(exclude_unset=True), limits)
+        except RequestError as exc:
+            return JSONResponse(exc.as_json(), exc.status)
+        try:
+            source = await acall_client(client, request)
+        except Exception as exc:
+            status, content = client_error(exc)
+            return JSONResponse(content, status)
+        return sse_response(source, **options)
+
+    async def stream(body: Any) -> Response:
+        return await respond(parse_completion, body)
+
+    async def chat(body: Any) -> Response:
+        return await respond(parse_chat, body)
+
+    # The body models are built per router (they carry its limits), so they
+    # cannot be named in the source annotations.
+    stream.__annotations__["body"] = completion_body
+    chat.__annotations__["body"] = chat_body
+
+    router = APIRouter()
+    for path, endpoint, summary in (
+        ("/stream", stream, "Stream a completion as server-sent events"),
+        ("/chat", chat, "Stream a chat answer as server-sent events"),
+    ):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            name=f"indox_{path[1:]}",
+            summary=summary,
+            response_class=SSEResponse,
+            responses=_ERROR_RESPONSES,
+            route_class_override=route_class,
+        )
+    if serve_static:
+        for name, media_type in STATIC_FILES.items():
+            router.add_api_route(
+                f"/static/{name}",
+                _static_endpoint(static_file(name), media_type),
+                methods=["GET"],
+                name=f"indox_static_{name.replace('-', '_').replace('.', '_')}",
+                include_in_schema=False,
+            )
+    return router
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The request breaks a rule of the server's limits"},
+    413: {"description": "The body is larger than the limit"},
+    415: {"description": "The body is not JSON"},
+    502: {"description": "The model provider failed before streaming"},
+}
+
+
+def _request_models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Pydantic bodies mirroring :mod:`indox_integrations.requests` for these limits."""
+    model_field: Any
+    if limits.models is None:
+        model_field = (str | None, Field(limits.default_model, min_length=1, max_length=200))
+    else:
+        allowed = Literal[tuple(sorted(limits.models))]  # type: ignore[valid-type]
+        model_field = (allowed | None, Field(limits.default_model))
+    shared: dict[str, Any] = {
+        "model": model_field,
+        "temperature": (float | None, Field(None, ge=0, le=2, allow_inf_nan=False)),
+        "max_tokens": (int | None, Field(None, ge=1, le=limits.max_tokens)),
+    }
+    completion = create_model(
+        "CompletionBody",
+        __config__=ConfigDict(
+            **_STRICT, json_schema_extra={"examples": [{"prompt": "Write a haiku about rain"}]}
+        ),
+        prompt=(str, Field(min_length=1)),
+        **shared,
+    )
+    chat = create_model(
+        "ChatBody",
+        __config__=ConfigDict(
+            **_STRICT,
+            json_schema_extra={
+                "examples": [{"messages": [{"role": "user", "content": "Write a haiku"}]}]
+            },
+        ),
+        messages=(list[ChatMessage], Field(min_length=1, max_length=limits.max_messages)),
+        **shared,
+    )
+    return completion, chat
+
+
+class _BodyLimitRoute(APIRoute):
+    """Rejects oversized and non-JSON bodies before FastAPI reads or parses them."""
+
+    limit = Limits().max_body_bytes
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        limit = self.limit
+
+        async def checked(request: Request) -> Response:
+            error = await _read_body(request, limit)
+            if error is not None:
+                return JSONResponse(error.as_json(), error.status)
+            return await handler(request)
+
+        return checked
+
+
+async def _read_body(request: Request, limit: int) -> RequestError | None:
+    """Read the body into the request, at most ``limit`` bytes; the error, if any."""
+    too_large = RequestError("body", f"must be at most {limit} bytes", 413)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return too_large
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        got = media_type or "none"
+        return RequestError("body", f"expected Content-Type application/json, got {got}", 415)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return too_large
+    except ClientDisconnect:
+        return RequestError("body", "the client left before sending all of it")
+    # Starlette's own cache: FastAPI's request.body() returns it without reading again.
+    request._body = bytes(body)
+    return None
+
+
+def _static_endpoint(path: Path, media_type: str) -> Callable[[], Awaitable[FileResponse]]:
+    async def endpoint() -> FileResponse:
+        return FileResponse(path, media_type=media_type)
+
+    return endpoint

@@ -1,0 +1,164 @@
+"""Server-sent event responses for Starlette, and so for FastAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+try:
+    import anyio.lowlevel
+    from starlette.background import BackgroundTask
+    from starlette.responses import StreamingResponse
+    from starlette.types import Send
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'indox_integrations.starlette needs Starlette: pip install "indox-integrations[starlette]"'
+    ) from err
+
+from .assets import HEADERS
+from .clients import LLMRequest, call_client
+from .concurrency import close_sync
+from .stream import AsyncSSEStream, Callback, UsagePolicy, async_sse_stream
+
+__all__ = ["SSEResponse", "acall_client", "sse_response"]
+
+
+class SSEResponse(StreamingResponse):
+    """A ``StreamingResponse`` of an LLM chunk stream as server-sent events.
+
+    The body is :func:`~indox_integrations.async_sse_stream` of ``source``;
+    the upstream is closed as soon as the client goes away.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundTask | None = None,
+        usage: UsagePolicy = "skip",
+        on_usage: Callback | None = None,
+        on_complete: Callback | None = None,
+        heartbeat: float | None = 15.0,
+        idle_timeout: float | None = 300.0,
+        expose_errors: bool = False,
+    ) -> None:
+        self.stream: AsyncSSEStream = async_sse_stream(
+            source,
+            usage=usage,
+            on_usage=on_usage,
+            on_complete=on_complete,
+            heartbeat=heartbeat,
+            idle_timeout=idle_timeout,
+            expose_errors=expose_errors,
+        )
+        super().__init__(
+            self.stream,
+            status_code=status_code,
+            headers={**HEADERS, **(headers or {})},
+            background=background,
+        )
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # uvicorn's send() returns at once, even after a disconnect, and a
+                # ready upstream never suspends: without a checkpoint the disconnect
+                # listener would not run (and cancel us) until the upstream ran dry.
+                await anyio.lowlevel.checkpoint()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            # On disconnect Starlette cancels this coroutine (ASGI < 2.4) or send()
+            # raises (2.4); when that lands in send(), the stream is left suspended
+            # at a yield and nothing else would close the upstream. close() is
+            # synchronous, so it also runs inside an already cancelled scope.
+            self.stream.close()
+
+
+def sse_response(
+    source: Any,
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    background: BackgroundTask | None = None,
+    usage: UsagePolicy = "skip",
+    on_usage: Callback | None = None,
+    on_complete: Callback | None = None,
+    heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 300.0,
+    expose_errors: bool = False,
+) -> SSEResponse:
+    """Stream ``source`` (a sync or async chunk stream) as server-sent events.
+
+    Options are those of :func:`~indox_integrations.sse_stream`. A sync
+    upstream runs in a thread of its own (no thread-pool limit); the upstream
+    is closed when the stream ends, fails, times out or the client leaves.
+
+        async def stream(request):
+            body = await request.json()
+            return sse_response(client.completion(body["prompt"], stream=True,
+                                                  return_generator=True), usage="attach")
+    """
+    return SSEResponse(
+        source,
+        status_code=status_code,
+        headers=headers,
+        background=background,
+        usage=usage,
+        on_usage=on_usage,
+        on_complete=on_complete,
+        heartbeat=heartbeat,
+        idle_timeout=idle_timeout,
+        expose_errors=expose_errors,
+    )
+
+
+async def acall_client(client: Any, request: LLMRequest) -> Any:
+    """:func:`~indox_integrations.call_client` without blocking the event loop.
+
+    A sync client (indoxRouter's, ``OpenAI``) opens its HTTP request inside the
+    call, so the call runs in a thread of its own; an awaitable it returns
+    (async clients) is awaited here. Exceptions propagate unchanged.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            result = context.run(call_client, client, request)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="indox-client-call", daemon=True).start()
+    result = await future
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        # Nobody waits for this stream any more: do not leave its connection open.
+        close_sync(result)
+    elif error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
