@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "ErrorEvent",
@@ -43,7 +43,7 @@ class ErrorEvent:
     message: str
 
 
-Event = Union[TextEvent, UsageEvent, ErrorEvent]
+Event = TextEvent | UsageEvent | ErrorEvent
 
 
 class UnsupportedChunkError(TypeError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Union
+from typing import Any
 
 from .requests import ChatRequest, CompletionRequest, RequestError
 
@@ -11,7 +11,7 @@ __all__ = ["LLMRequest", "call_client", "client_error"]
 
 logger = logging.getLogger("indox_integrations")
 
-LLMRequest = Union[CompletionRequest, ChatRequest]
+LLMRequest = CompletionRequest | ChatRequest
 
 
 def _is_openai(client: Any) -> bool:
@@ -40,7 +40,11 @@ def call_client(client: Any, request: LLMRequest) -> Any:
     if _is_openai(client):
         if request.model is None:
             raise RequestError("model", "is required by this client")
-        messages = request.messages if chat else [{"role": "user", "content": request.prompt}]
+        messages = (
+            request.messages
+            if isinstance(request, ChatRequest)
+            else [{"role": "user", "content": request.prompt}]
+        )
         return client.chat.completions.create(
             model=request.model,
             messages=messages,
@@ -53,7 +57,7 @@ def call_client(client: Any, request: LLMRequest) -> Any:
         options = _options(request)
         if request.model is not None:
             options["model"] = request.model
-        first = request.messages if chat else request.prompt
+        first = request.messages if isinstance(request, ChatRequest) else request.prompt
         return method(first, stream=True, return_generator=True, **options)
     if callable(client):
         return client(request)
@@ -64,6 +68,8 @@ def call_client(client: Any, request: LLMRequest) -> Any:
 
 
 _STATUS_BY_NAME = (
+    ("InvalidParameters", 400),
+    ("Validation", 400),
     ("RateLimit", 429),
     ("NotFound", 404),
     ("Authentication", 502),

@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+__all__ = ["FeedTimeout", "TaskFeed", "ThreadFeed", "close_async", "close_sync", "keep_running"]
+
 logger = logging.getLogger("indox_integrations")
 
 MAX_BUFFERED = 64
@@ -261,6 +263,16 @@ class TaskFeed(_Batches):
                 _resolve(waiter)
 
     def stop(self) -> None:
-        """Cancel the task; the upstream is closed in its ``finally``."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        """Cancel the task; the upstream is closed in its ``finally``. Safe from any thread."""
+        task, loop = self._task, self._loop
+        if task is None or loop is None or task.done():
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            task.cancel()
+        else:
+            # Django's ASGI handler calls close() via sync_to_async, off the loop's thread.
+            loop.call_soon_threadsafe(task.cancel)

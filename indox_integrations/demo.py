@@ -12,7 +12,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 __all__ = ["AsyncDemoClient", "DemoClient", "DemoProviderError", "MODELS"]
@@ -136,7 +136,7 @@ class DemoStream:
         """Usage so far: complete at the end, partial after an early stop."""
         return self._run.usage(finished=False)
 
-    def _generate(self) -> Iterator[Any]:
+    def _generate(self) -> Generator[Any, None, None]:
         run = self._run
         for index, chunk in enumerate(run.chunks):
             if self._delay:
@@ -171,7 +171,7 @@ class AsyncDemoStream:
         """Usage so far: complete at the end, partial after an early stop."""
         return self._run.usage(finished=False)
 
-    async def _generate(self) -> AsyncIterator[Any]:
+    async def _generate(self) -> AsyncGenerator[Any, None]:
         run = self._run
         for index, chunk in enumerate(run.chunks):
             if self._delay:
@@ -186,9 +186,9 @@ class AsyncDemoStream:
 class DemoClient:
     """Offline stand-in for ``indoxrouter.Client``: ``completion()`` and ``chat()``.
 
-        client = DemoClient(delay=0.03)
-        for chunk in client.completion("Hi", model="demo/echo", stream=True):
-            print(chunk)
+    client = DemoClient(delay=0.03)
+    for chunk in client.completion("Hi", model="demo/echo", stream=True):
+        print(chunk)
     """
 
     default_model = "demo/story"
@@ -222,9 +222,7 @@ class DemoClient:
         **kwargs: Any,
     ) -> Any:
         """Like :meth:`completion`, answering the last user message."""
-        return self.completion(
-            _last_user_message(messages), model, temperature, max_tokens, stream
-        )
+        return self.completion(_last_user_message(messages), model, temperature, max_tokens, stream)
 
 
 class AsyncDemoClient:

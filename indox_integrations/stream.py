@@ -11,12 +11,12 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .chunks import ChunkNormalizer, ErrorEvent, TextEvent, UnsupportedChunkError, is_full_response
-from .concurrency import FeedTimeout, TaskFeed, ThreadFeed, close_sync, keep_running
+from .concurrency import FeedTimeout, TaskFeed, ThreadFeed, close_async, close_sync, keep_running
 from .sse import encode_comment, encode_data, encode_event
 
 __all__ = [
@@ -78,6 +78,13 @@ class _Pipeline:
         for name, value in (("heartbeat", heartbeat), ("idle_timeout", idle_timeout)):
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds or None")
+        if not (
+            is_full_response(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")
+        ):
+            raise TypeError(
+                f"expected a chunk stream (an iterable or async iterable) or a full response, "
+                f"got {type(source).__name__}"
+            )
         self.source = source
         self.attach_usage = usage == "attach"
         self.on_usage = on_usage
@@ -87,6 +94,7 @@ class _Pipeline:
         self.expose_errors = expose_errors
         self.normalizer = ChunkNormalizer(source)
         self.feed: ThreadFeed | TaskFeed | None = None
+        self.closing: asyncio.Task[Any] | None = None
         self.started = self.last_activity = self.last_write = time.monotonic()
         self.first_token: float | None = None
         self.chunks = 0
@@ -100,8 +108,10 @@ class _Pipeline:
         return [self.source] if is_full_response(self.source) else self.source
 
     def wrote(self, data: bytes) -> bytes:
-        self.bytes += len(data)
-        self.last_write = time.monotonic()
+        # Only bytes on the wire count: content-less chunks must not hold back heartbeats.
+        if data:
+            self.bytes += len(data)
+            self.last_write = time.monotonic()
         return data
 
     def wait_time(self) -> float | None:
@@ -170,8 +180,10 @@ class _Pipeline:
         self.outcome = "upstream_error"
         self.error = exc
         if exc is not None:
-            message = f"{type(exc).__name__}: {exc}" if self.expose_errors else (
-                f"{message} ({type(exc).__name__})"
+            message = (
+                f"{type(exc).__name__}: {exc}"
+                if self.expose_errors
+                else f"{message} ({type(exc).__name__})"
             )
         return _error_event(kind, message)
 
@@ -182,6 +194,9 @@ class _Pipeline:
         self.finished = True
         if self.feed is not None:
             self.feed.stop()
+        elif hasattr(self.source, "__aiter__"):
+            # Never iterated: an async upstream (an HTTP response) still needs its aclose().
+            self.closing = _run_coroutine(close_async(self.source))
         else:
             close_sync(self.source)
         if self.outcome is None:
@@ -217,15 +232,22 @@ class _Pipeline:
             _call(self.on_complete, report)
 
 
+def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+    """Run a coroutine as a task on the running loop, or to the end without one."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return None
+    return keep_running(loop.create_task(coroutine))
+
+
 def _call(callback: Callback, value: Any) -> None:
     """Run a callback; a coroutine callback runs on the loop, or to the end without one."""
     try:
         result = callback(value)
         if inspect.iscoroutine(result):
-            try:
-                keep_running(asyncio.get_running_loop().create_task(result))
-            except RuntimeError:
-                asyncio.run(result)
+            _run_coroutine(result)
     except Exception:
         logger.exception("stream callback %r failed", callback)
 
@@ -253,7 +275,7 @@ class SSEStream:
         self._iterator.close()
         self._pipeline.finish("client_disconnected")
 
-    def _run(self) -> Iterator[bytes]:
+    def _run(self) -> Generator[bytes, None, None]:
         pipe = self._pipeline
         try:
             yield pipe.wrote(OPEN)
@@ -299,12 +321,14 @@ class AsyncSSEStream:
     async def aclose(self) -> None:
         await self._iterator.aclose()
         self.close()
+        if self._pipeline.closing is not None:
+            await self._pipeline.closing
 
     def close(self) -> None:
         """Stop: the upstream is closed and the outcome reported."""
         self._pipeline.finish("client_disconnected")
 
-    async def _run(self) -> AsyncIterator[bytes]:
+    async def _run(self) -> AsyncGenerator[bytes, None]:
         pipe = self._pipeline
         try:
             yield pipe.wrote(OPEN)
@@ -390,4 +414,3 @@ def async_sse_stream(
         idle_timeout=idle_timeout,
         expose_errors=expose_errors,
     )
-

@@ -1,0 +1,273 @@
+"""Feeds pull an upstream ahead of the consumer, in batches, and close it exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from indox_integrations.concurrency import (
+    MAX_BUFFERED,
+    FeedTimeout,
+    TaskFeed,
+    ThreadFeed,
+    close_async,
+    close_sync,
+)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+class Counter:
+    """An endless upstream that counts what was pulled and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+        self.closed = 0
+
+    def sync(self, delay: float = 0.0) -> Iterator[int]:
+        try:
+            while True:
+                if delay:
+                    time.sleep(delay)
+                self.pulled += 1
+                yield self.pulled
+        finally:
+            self.closed += 1
+
+    async def async_(self, delay: float = 0.0) -> AsyncIterator[int]:
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                self.pulled += 1
+                yield self.pulled
+        finally:
+            self.closed += 1
+
+
+def test_ready_chunks_come_in_one_batch_then_done() -> None:
+    feed = ThreadFeed(iter(range(10)))
+    feed.start()
+    assert wait_until(lambda: feed.done)
+    assert feed.get(1.0) == list(range(10))
+    assert feed.get(1.0) == []
+    assert feed.error is None
+
+
+def test_back_pressure_bounds_what_is_pulled_ahead() -> None:
+    counter = Counter()
+    feed = ThreadFeed(counter.sync())
+    feed.start()
+    assert wait_until(lambda: counter.pulled >= MAX_BUFFERED)
+    time.sleep(0.1)
+    assert counter.pulled <= MAX_BUFFERED + 1
+    batch = feed.get(1.0)
+    assert batch == list(range(1, len(batch) + 1)) and len(batch) >= MAX_BUFFERED
+    assert wait_until(lambda: counter.pulled > len(batch))
+    feed.stop()
+    assert feed.closed.wait(2.0) and counter.closed == 1
+
+
+def test_silence_raises_feed_timeout() -> None:
+    counter = Counter()
+    feed = ThreadFeed(counter.sync(delay=0.5))
+    feed.start()
+    started = time.monotonic()
+    with pytest.raises(FeedTimeout):
+        feed.get(0.05)
+    assert time.monotonic() - started < 0.4
+
+    async def main() -> None:
+        with pytest.raises(FeedTimeout):
+            await feed.aget(0.05)
+        assert await feed.aget(2.0) == [1]
+
+    asyncio.run(main())
+    feed.stop()
+    assert feed.closed.wait(2.0) and counter.closed == 1
+
+
+def test_upstream_error_is_kept_for_the_consumer() -> None:
+    def failing() -> Iterator[str]:
+        yield "a"
+        raise ConnectionError("reset")
+
+    feed = ThreadFeed(failing())
+    feed.start()
+    assert wait_until(lambda: feed.done)
+    assert feed.get(1.0) == ["a"]
+    assert feed.get(1.0) == []
+    assert isinstance(feed.error, ConnectionError)
+    assert feed.closed.is_set()
+
+
+def test_stop_closes_a_generator_once_its_current_next_returns() -> None:
+    counter = Counter()
+    feed = ThreadFeed(counter.sync(delay=0.3))
+    feed.start()
+    assert wait_until(lambda: counter.pulled == 1)
+    feed.stop()
+    assert not feed.closed.is_set()  # it is inside time.sleep: it cannot be closed yet
+    assert feed.closed.wait(2.0)
+    assert counter.closed == 1
+    time.sleep(0.4)
+    assert counter.pulled == 2  # the pull that was running, then nothing more
+
+
+class BlockingResponse:
+    """Like an HTTP response stream: ``__next__`` blocks on the network until ``close()``."""
+
+    def __init__(self) -> None:
+        self.gone = threading.Event()
+        self.close_calls = 0
+
+    def __iter__(self) -> BlockingResponse:
+        return self
+
+    def __next__(self) -> str:
+        if self.gone.wait(10):
+            raise ConnectionError("response closed")
+        return "late"
+
+    def close(self) -> None:
+        self.close_calls += 1
+        self.gone.set()
+
+
+def test_stop_closes_a_response_at_once_which_interrupts_its_read() -> None:
+    response = BlockingResponse()
+    feed = ThreadFeed(response)
+    feed.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    feed.stop()
+    assert feed.closed.is_set() and response.close_calls == 1
+    assert wait_until(lambda: feed.done, timeout=2.0)
+    assert time.monotonic() - started < 1.0
+    assert response.close_calls == 1
+
+
+def test_the_feed_thread_sees_the_callers_context() -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+    request_id.set("req-7")
+
+    def upstream() -> Iterator[str]:
+        yield request_id.get("missing")
+
+    feed = ThreadFeed(upstream())
+    feed.start()
+    assert wait_until(lambda: feed.done)
+    assert feed.get(1.0) == ["req-7"]
+
+
+def test_task_feed_batches_and_cancels() -> None:
+    counter = Counter()
+
+    async def main() -> None:
+        feed = TaskFeed(counter.async_(delay=0.01))
+        feed.start()
+        first = await feed.aget(2.0)
+        assert first and first[0] == 1
+        await asyncio.sleep(0.1)
+        batch = await feed.aget(2.0)
+        assert len(batch) > 1 and batch[0] == first[-1] + 1
+        feed.stop()
+        await asyncio.wait_for(feed.closed.wait(), 2.0)
+        assert feed.done
+
+    asyncio.run(main())
+    assert counter.closed == 1
+
+
+def test_task_feed_back_pressure_and_error() -> None:
+    counter = Counter()
+
+    async def failing() -> AsyncIterator[str]:
+        yield "x"
+        raise ValueError("bad chunk stream")
+
+    async def main() -> None:
+        feed = TaskFeed(counter.async_())
+        feed.start()
+        await asyncio.sleep(0.1)
+        assert MAX_BUFFERED <= counter.pulled <= MAX_BUFFERED + 1
+        feed.stop()
+        await asyncio.wait_for(feed.closed.wait(), 2.0)
+
+        broken = TaskFeed(failing())
+        broken.start()
+        assert await broken.aget(1.0) == ["x"]
+        assert await broken.aget(1.0) == []
+        assert isinstance(broken.error, ValueError)
+
+    asyncio.run(main())
+    assert counter.closed == 1
+
+
+def test_close_sync_once_per_object_and_failures_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    class Closable:
+        def close(self) -> None:
+            calls.append("closed")
+
+    class Broken:
+        def close(self) -> None:
+            raise OSError("already gone")
+
+    same = Closable()
+    close_sync(same, same, object(), Broken(), Closable())
+    assert calls == ["closed", "closed"]
+    assert [r.getMessage() for r in caplog.records] == ["closing the upstream failed"]
+
+
+def test_close_async_prefers_aclose_and_awaits_close() -> None:
+    calls: list[str] = []
+
+    class WithAclose:
+        async def aclose(self) -> None:
+            calls.append("aclose")
+
+        def close(self) -> None:
+            calls.append("close")
+
+    class AsyncClose:  # openai.AsyncStream has an async close()
+        async def close(self) -> None:
+            calls.append("async close")
+
+    class SyncClose:
+        def close(self) -> None:
+            calls.append("sync close")
+
+    one = WithAclose()
+    asyncio.run(close_async(one, one, AsyncClose(), SyncClose(), 42))
+    assert calls == ["aclose", "async close", "sync close"]
+
+
+def test_stop_from_another_thread_wakes_an_idle_loop() -> None:
+    counter = Counter()
+    log: list[str] = []
+
+    async def main() -> None:
+        feed = TaskFeed(counter.async_(delay=30))
+        feed.start()
+        await asyncio.sleep(0.05)
+        threading.Thread(target=feed.stop).start()
+        await asyncio.wait_for(feed.closed.wait(), 2.0)
+        log.append("closed")
+
+    asyncio.run(main(), debug=True)
+    assert log == ["closed"] and counter.closed == 1
