@@ -1,0 +1,68 @@
+"""The Flask example: the demo page and the kit's blueprint, served by gunicorn.
+
+Run it with ``python -m example_apps flask --port 8000``, or under your own
+gunicorn: ``gunicorn "example_apps.flask_app:create_app()" --worker-class gthread
+--threads 64``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response
+
+from indox_integrations import Limits
+from indox_integrations.flask import create_blueprint
+
+from .common import Upstream, pick_upstream, render_page
+
+
+def create_app(upstream: Upstream | None = None) -> Flask:
+    """The page at ``/``, ``POST /stream`` and ``POST /chat``, the JS helper under ``/static``."""
+    upstream = upstream or pick_upstream()
+    # No app static folder: the blueprint, mounted at the root, serves /static.
+    app = Flask(__name__, static_folder=None)
+    limits = Limits(models=upstream.models, default_model=upstream.default_model)
+    app.register_blueprint(create_blueprint(upstream.client, usage="attach", limits=limits))
+
+    @app.get("/")
+    def index() -> Response:
+        return Response(render_page(upstream, "/static/indox-stream.js"), mimetype="text/html")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    return app
+
+
+def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = True) -> None:
+    """Serve with gunicorn's threaded workers: one process, up to 64 open streams.
+
+    Flask is always served over WSGI; ``wsgi`` exists for the shared command line.
+    """
+    try:
+        from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+    except ImportError:  # gunicorn runs on POSIX only
+        print("gunicorn is not available: serving with Werkzeug's threaded server")
+        create_app().run(host=host, port=port, threaded=True)
+        return
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{host}:{port}",
+                "worker_class": "gthread",
+                "workers": 1,
+                "threads": 64,
+                "graceful_timeout": 5,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            # Built in the worker, after the fork: no client connection crosses it.
+            return create_app()
+
+    print(f"indox-integrations Flask example on http://{host}:{port}")
+    Server().run()

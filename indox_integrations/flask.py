@@ -1,0 +1,230 @@
+"""Flask: a streaming response and a blueprint with ``POST /stream`` and ``POST /chat``.
+
+    app.register_blueprint(create_blueprint(client), url_prefix="/llm")
+
+Each open stream holds one server thread, plus the thread that reads the
+upstream: serve with a threaded server (``gunicorn --worker-class gthread
+--threads 64``), never gunicorn's default sync workers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+try:
+    from flask import (
+        Blueprint,
+        Response,
+        current_app,
+        has_request_context,
+        jsonify,
+        request,
+        stream_with_context,
+    )
+    from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+    from werkzeug.wsgi import ClosingIterator
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'indox_integrations.flask needs Flask: pip install "indox-integrations[flask]"'
+    ) from err
+
+from .assets import HEADERS, STATIC_DIR
+from .clients import LLMRequest, call_client, client_error
+from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
+from .stream import Callback, UsagePolicy, sse_stream
+
+__all__ = ["create_blueprint", "sse_response"]
+
+logger = logging.getLogger("indox_integrations")
+
+_READ_SIZE = 64 * 1024
+
+
+def sse_response(
+    source: Any,
+    *,
+    usage: UsagePolicy = "skip",
+    on_usage: Callback | None = None,
+    on_complete: Callback | None = None,
+    heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 300.0,
+    expose_errors: bool = False,
+) -> Response:
+    """Stream an LLM client's chunks as server-sent events from a Flask view.
+
+    The options are those of :func:`indox_integrations.sse_stream`.  The
+    stream runs inside the request context, so ``on_usage`` and
+    ``on_complete`` can use ``request``, ``g`` and ``current_app``.  When the
+    server closes the response (stream finished, or client gone) the upstream
+    is closed.
+
+        @app.post("/ask")
+        def ask():
+            return sse_response(client.completion(request.json["prompt"], stream=True,
+                                                  return_generator=True))
+    """
+    if not has_request_context():
+        raise RuntimeError("sse_response() needs a request context: call it inside a Flask view")
+    stream = sse_stream(
+        source,
+        usage=usage,
+        on_usage=on_usage,
+        on_complete=on_complete,
+        heartbeat=heartbeat,
+        idle_timeout=idle_timeout,
+        expose_errors=expose_errors,
+    )
+    # Closing the context generator closes ``stream`` inside the request
+    # context; the extra callback covers a response closed before its first
+    # read, when that generator has not entered the stream yet.
+    body = ClosingIterator(cast(Iterator[bytes], stream_with_context(stream)), [stream.close])
+    # direct_passthrough: the server iterates our bytes as they are, with no
+    # re-encoding layer and no Content-Length.
+    return current_app.response_class(body, headers=HEADERS, direct_passthrough=True)
+
+
+class _Blueprint(Blueprint):
+    def send_static_file(self, filename: str) -> Response:
+        response = super().send_static_file(filename)
+        # Browsers refuse module scripts served with another type, and the
+        # platform's mimetypes table is not always right about ``.js``
+        # (``.ts`` is an MPEG stream to it).
+        if filename.endswith(".js"):
+            response.mimetype = "text/javascript"
+        elif filename.endswith(".ts"):
+            response.mimetype = "text/plain"
+        return response
+
+
+def create_blueprint(
+    client: Any,
+    name: str = "indox",
+    *,
+    usage: UsagePolicy = "attach",
+    on_usage: Callback | None = None,
+    on_complete: Callback | None = None,
+    heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 300.0,
+    limits: Limits | None = None,
+    expose_errors: bool = False,
+) -> Blueprint:
+    """A blueprint with ``POST /stream``, ``POST /chat`` and the JS helper.
+
+    ``client`` is an indoxRouter-style client, an OpenAI client or a callable
+    taking the validated request (see :func:`indox_integrations.call_client`);
+    it must be synchronous.  ``POST /stream`` takes ``{"prompt", "model"?,
+    "temperature"?, "max_tokens"?}``, ``POST /chat`` takes ``{"messages":
+    [{"role", "content"}, ...], ...}``; both answer with server-sent events.
+    Bodies are checked against ``limits`` (default :class:`Limits`) before
+    the client is called: a JSON error naming the field, 400, 413 when too
+    large, 415 when not JSON, 405 for another method.  ``usage`` defaults to
+    ``"attach"``; the other options are those of :func:`sse_response`.  The
+    browser helper is served at ``{url_prefix}/static/indox-stream.js``.
+    Register it more than once under different names and prefixes.
+
+        app.register_blueprint(create_blueprint(Client(api_key=...)), url_prefix="/llm")
+    """
+    blueprint = _Blueprint(name, __name__, static_folder=STATIC_DIR, static_url_path="/static")
+    options: dict[str, Any] = {
+        "usage": usage,
+        "on_usage": on_usage,
+        "on_complete": on_complete,
+        "heartbeat": heartbeat,
+        "idle_timeout": idle_timeout,
+        "expose_errors": expose_errors,
+    }
+    sse_stream((), **options)  # bad options fail here, not on the first request
+    limits = limits or Limits()
+
+    def serve(parse: Callable[[Any, Limits], LLMRequest]) -> Response | tuple[Response, int]:
+        try:
+            data = read_json_body(_read_body(limits.max_body_bytes), request.content_type, limits)
+            llm_request = parse(data, limits)
+        except RequestError as exc:
+            return _json_error(exc)
+        try:
+            source = call_client(client, llm_request)
+        except Exception as exc:
+            status, payload = client_error(exc)
+            return jsonify(payload), status
+        if inspect.isawaitable(source) or hasattr(source, "__aiter__"):
+            return _async_client(source)
+        return sse_response(source, **options)
+
+    def stream() -> Response | tuple[Response, int]:
+        return serve(parse_completion)
+
+    def chat() -> Response | tuple[Response, int]:
+        return serve(parse_chat)
+
+    blueprint.add_url_rule("/stream", "stream", stream, methods=["POST"])
+    blueprint.add_url_rule("/chat", "chat", chat, methods=["POST"])
+    views = (stream, chat)
+
+    def method_not_allowed() -> tuple[Response, int] | None:
+        # Routing fails before a blueprint is known, so the blueprint's own
+        # error handlers never see a 405: an app-wide hook answers it, for
+        # our routes only, and leaves the app's other routes alone.
+        exc = request.routing_exception
+        if not isinstance(exc, MethodNotAllowed):
+            return None
+        adapter = current_app.create_url_adapter(request)
+        if adapter is None:
+            return None
+        try:
+            endpoint, _ = adapter.match(method="POST")
+        except HTTPException:
+            return None
+        if current_app.view_functions.get(str(endpoint)) not in views:
+            return None
+        response, status = _json_error(
+            RequestError("method", f"expected POST, got {request.method}", 405)
+        )
+        response.headers["Allow"] = ", ".join(exc.valid_methods or ("POST", "OPTIONS"))
+        return response, status
+
+    blueprint.before_app_request(method_not_allowed)
+    return blueprint
+
+
+def _read_body(limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes before reading them."""
+    length = request.content_length
+    try:
+        if length is not None:
+            if length > limit:
+                raise RequestError("body", f"must be at most {limit} bytes, got {length}", 413)
+            # Bounded by Content-Length; cached, so the app can read it again.
+            return request.get_data()
+        # A chunked body has no length to check first: read one byte past the limit.
+        stream = request.stream
+        parts: list[bytes] = []
+        size = 0
+        while size <= limit:
+            part = stream.read(min(_READ_SIZE, limit + 1 - size))
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
+    except RequestEntityTooLarge:  # the app's own MAX_CONTENT_LENGTH is smaller
+        raise RequestError("body", "is larger than this server accepts", 413) from None
+
+
+def _json_error(exc: RequestError) -> tuple[Response, int]:
+    return jsonify(exc.as_json()), exc.status
+
+
+def _async_client(source: Any) -> tuple[Response, int]:
+    close = getattr(source, "close", None)
+    if callable(close):  # an un-awaited coroutine would warn when collected
+        close()
+    message = (
+        f"the LLM client returned {type(source).__name__}, an async result: an async client "
+        "needs an ASGI framework; use a sync client with Flask"
+    )
+    logger.error(message)
+    return jsonify({"error": {"type": "server_error", "message": message}}), 500
