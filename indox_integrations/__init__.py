@@ -13,7 +13,7 @@ from .chunks import (
     iter_events,
     normalize_usage,
 )
-from .clients import call_client, client_error
+from .clients import acall_client, call_client, client_error
 from .demo import AsyncDemoClient, DemoClient, DemoProviderError
 from .requests import (
     ChatRequest,
@@ -55,6 +55,7 @@ __all__ = [
     "UsageEvent",
     "UsagePolicy",
     "__version__",
+    "acall_client",
     "aiter_events",
     "async_sse_stream",
     "call_client",

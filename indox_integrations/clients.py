@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
+from .concurrency import close_sync
 from .requests import ChatRequest, CompletionRequest, RequestError
 
-__all__ = ["LLMRequest", "call_client", "client_error"]
+__all__ = ["LLMRequest", "acall_client", "call_client", "client_error"]
 
 logger = logging.getLogger("indox_integrations")
 
@@ -24,6 +30,41 @@ def _options(request: LLMRequest) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
+def _entry(
+    client: Any, request: LLMRequest
+) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """The function :func:`call_client` calls, with its arguments."""
+    if _is_openai(client):
+        if request.model is None:
+            raise RequestError("model", "is required by this client")
+        messages = (
+            request.messages
+            if isinstance(request, ChatRequest)
+            else [{"role": "user", "content": request.prompt}]
+        )
+        options = {
+            "model": request.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **_options(request),
+        }
+        return client.chat.completions.create, (), options
+    method = getattr(client, "chat" if isinstance(request, ChatRequest) else "completion", None)
+    if callable(method):
+        options = {"stream": True, "return_generator": True, **_options(request)}
+        if request.model is not None:
+            options["model"] = request.model
+        first = request.messages if isinstance(request, ChatRequest) else request.prompt
+        return method, (first,), options
+    if callable(client):
+        return client, (request,), {}
+    raise TypeError(
+        f"expected an indoxRouter-style client, an OpenAI client or a callable, "
+        f"got {type(client).__name__}"
+    )
+
+
 def call_client(client: Any, request: LLMRequest) -> Any:
     """Start a streaming call; returns a chunk stream, or an awaitable of one.
 
@@ -36,35 +77,49 @@ def call_client(client: Any, request: LLMRequest) -> Any:
       ``chat.completions.create(..., stream=True)`` with usage included;
     - any callable taking the validated request and returning a chunk stream.
     """
-    chat = isinstance(request, ChatRequest)
-    if _is_openai(client):
-        if request.model is None:
-            raise RequestError("model", "is required by this client")
-        messages = (
-            request.messages
-            if isinstance(request, ChatRequest)
-            else [{"role": "user", "content": request.prompt}]
-        )
-        return client.chat.completions.create(
-            model=request.model,
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            **_options(request),
-        )
-    method = getattr(client, "chat" if chat else "completion", None)
-    if callable(method):
-        options = _options(request)
-        if request.model is not None:
-            options["model"] = request.model
-        first = request.messages if isinstance(request, ChatRequest) else request.prompt
-        return method(first, stream=True, return_generator=True, **options)
-    if callable(client):
-        return client(request)
-    raise TypeError(
-        f"expected an indoxRouter-style client, an OpenAI client or a callable, "
-        f"got {type(client).__name__}"
-    )
+    function, args, kwargs = _entry(client, request)
+    return function(*args, **kwargs)
+
+
+async def acall_client(client: Any, request: LLMRequest) -> Any:
+    """:func:`call_client` for async code, never blocking the event loop.
+
+    An async client is awaited on the loop.  A sync one (indoxRouter's,
+    ``OpenAI``) opens its HTTP request inside the call, so the call runs in a
+    thread of its own.  Exceptions propagate unchanged.
+    """
+    function, args, kwargs = _entry(client, request)
+    if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        type(function).__call__
+    ):
+        return await function(*args, **kwargs)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            result = context.run(function, *args, **kwargs)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="indox-client-call", daemon=True).start()
+    result = await future
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        # Nobody waits for this stream any more: do not leave its connection open.
+        close_sync(result)
+    elif error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 _STATUS_BY_NAME = (

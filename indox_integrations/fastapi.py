@@ -19,9 +19,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from .assets import static_file
-from .clients import LLMRequest, client_error
-from .requests import Limits, RequestError, parse_chat, parse_completion
-from .starlette import SSEResponse, acall_client, sse_response
+from .clients import LLMRequest, acall_client, client_error
+from .requests import Limits, RequestError, check_content_type, parse_chat, parse_completion
+from .starlette import SSEResponse, sse_response
 from .stream import Callback, UsagePolicy, async_sse_stream
 
 __all__ = ["ChatMessage", "create_router"]
@@ -206,10 +206,10 @@ async def _read_body(request: Request, limit: int) -> RequestError | None:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return too_large
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        got = media_type or "none"
-        return RequestError("body", f"expected Content-Type application/json, got {got}", 415)
+    try:
+        check_content_type(request.headers.get("content-type"))
+    except RequestError as error:
+        return error
     body = bytearray()
     try:
         async for chunk in request.stream():

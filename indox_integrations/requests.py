@@ -13,6 +13,7 @@ __all__ = [
     "CompletionRequest",
     "Limits",
     "RequestError",
+    "check_content_type",
     "parse_chat",
     "parse_completion",
     "read_json_body",
@@ -78,11 +79,7 @@ def read_json_body(
     """Check size, content type and JSON syntax; return the top-level object."""
     if len(body) > limits.max_body_bytes:
         raise RequestError("body", f"must be at most {limits.max_body_bytes} bytes", 413)
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise RequestError(
-            "body", f"expected Content-Type application/json, got {media_type or 'none'}", 415
-        )
+    check_content_type(content_type)
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -92,6 +89,15 @@ def read_json_body(
     if not isinstance(data, Mapping):
         raise RequestError("body", f"expected a JSON object, got {_kind(data)}")
     return data
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Raise a 415 :class:`RequestError` unless ``content_type`` is JSON."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise RequestError(
+            "body", f"expected Content-Type application/json, got {media_type or 'none'}", 415
+        )
 
 
 def _kind(value: Any) -> str:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import inspect
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,11 +16,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from .assets import HEADERS
-from .clients import LLMRequest, call_client
-from .concurrency import close_sync
 from .stream import AsyncSSEStream, Callback, UsagePolicy, async_sse_stream
 
-__all__ = ["SSEResponse", "acall_client", "sse_response"]
+__all__ = ["SSEResponse", "sse_response"]
 
 
 class SSEResponse(StreamingResponse):
@@ -126,39 +120,3 @@ def sse_response(
         idle_timeout=idle_timeout,
         expose_errors=expose_errors,
     )
-
-
-async def acall_client(client: Any, request: LLMRequest) -> Any:
-    """:func:`~indox_integrations.call_client` without blocking the event loop.
-
-    A sync client (indoxRouter's, ``OpenAI``) opens its HTTP request inside the
-    call, so the call runs in a thread of its own; an awaitable it returns
-    (async clients) is awaited here. Exceptions propagate unchanged.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        try:
-            result = context.run(call_client, client, request)
-        except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
-
-    threading.Thread(target=run, name="indox-client-call", daemon=True).start()
-    result = await future
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        # Nobody waits for this stream any more: do not leave its connection open.
-        close_sync(result)
-    elif error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

@@ -27,7 +27,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 20.0, process: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -79,31 +81,31 @@ def process_server(
     argv: list[str], port: int, env: dict[str, str] | None = None, timeout: float = 30.0
 ) -> Iterator[str]:
     """Run a server command (gunicorn, uvicorn, ``python -m ...``) until the block ends."""
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), str(ROOT / "tests"), full_env.get("PYTHONPATH", "")) if p
     )
-    process = subprocess.Popen(
-        argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
         try:
-            wait_for_port(port, timeout, process)
-        except Exception:
-            log.seek(0)
-            raise RuntimeError(f"{' '.join(argv)} did not start:\n{log.read()[-4000:]}") from None
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-        log.close()
-        os.unlink(log.name)
+            try:
+                wait_for_port(port, timeout, process)
+            except Exception:
+                log.seek(0)
+                output = log.read()[-4000:]
+                raise RuntimeError(f"{' '.join(argv)} did not start:\n{output}") from None
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
 
 
 def gunicorn_argv(app: str, port: int, *extra: str) -> list[str]:
@@ -124,13 +126,17 @@ def uvicorn_argv(app: str, port: int, *extra: str) -> list[str]:
 
 
 def collect(
-    base_url: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+    base_url: str,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
     timeout: float = 30.0,
 ) -> tuple[httpx.Response, list[ServerSentEvent]]:
     """POST ``body`` and read the whole event stream with httpx-sse."""
-    with httpx.Client(base_url=base_url, timeout=timeout) as client, connect_sse(
-        client, "POST", path, json=body, headers=dict(headers or {})
-    ) as source:
+    with (
+        httpx.Client(base_url=base_url, timeout=timeout) as client,
+        connect_sse(client, "POST", path, json=body, headers=dict(headers or {})) as source,
+    ):
         return source.response, list(source.iter_sse())
 
 

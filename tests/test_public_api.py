@@ -35,6 +35,7 @@ PUBLIC = [
     "UsageEvent",
     "UsagePolicy",
     "__version__",
+    "acall_client",
     "aiter_events",
     "async_sse_stream",
     "call_client",

@@ -17,7 +17,8 @@ from starlette.types import Message
 from upstreams import Tracker, async_upstream, sync_upstream
 
 from indox_integrations import CompletionRequest, StreamReport
-from indox_integrations.starlette import SSEResponse, acall_client, sse_response
+from indox_integrations.clients import acall_client
+from indox_integrations.starlette import SSEResponse, sse_response
 
 
 def app_for(response: Any) -> Starlette:
