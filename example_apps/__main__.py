@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 
 FRAMEWORKS = {
     "fastapi": "example_apps.fastapi_app",
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--wsgi", action="store_true", help="django: serve with gunicorn (WSGI)")
     args = parser.parse_args(argv)
+    # One line per finished stream (outcome, chunks, bytes, duration) on stderr.
+    logging.basicConfig(format="%(levelname)s:     %(name)s: %(message)s")
+    logging.getLogger("indox_integrations").setLevel(logging.INFO)
     module = importlib.import_module(FRAMEWORKS[args.framework])
     module.main(host=args.host, port=args.port, wsgi=args.wsgi)
 
