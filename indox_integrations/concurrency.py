@@ -112,13 +112,16 @@ class _Batches:
             self._loop = asyncio.get_running_loop()
             waiter = self._waiter = self._loop.create_future()
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
-            raise FeedTimeout from None
+            # Not wait_for(): before Python 3.12 it swallows a cancellation that
+            # lands in the same loop turn as the result (CPython gh-86296), and
+            # Django's ASGI handler cancels only once when the client leaves.
+            done, _ = await asyncio.wait((waiter,), timeout=timeout)
         finally:
             with self._lock:
                 if self._waiter is waiter:
                     self._waiter = None
+        if not done:
+            raise FeedTimeout
         with self._lock:
             return self._take()
 

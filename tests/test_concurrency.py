@@ -15,6 +15,8 @@ from indox_integrations.concurrency import (
     FeedTimeout,
     TaskFeed,
     ThreadFeed,
+    _Batches,
+    _resolve,
     close_async,
     close_sync,
 )
@@ -271,3 +273,21 @@ def test_stop_from_another_thread_wakes_an_idle_loop() -> None:
 
     asyncio.run(main(), debug=True)
     assert log == ["closed"] and counter.closed == 1
+
+
+def test_a_cancel_landing_with_a_chunk_is_not_lost() -> None:
+    """Django's ASGI handler cancels once; asyncio.wait_for (< 3.12) could drop it."""
+
+    async def main() -> None:
+        batches = _Batches()
+        consumer = asyncio.ensure_future(batches.aget(10.0))
+        await asyncio.sleep(0)
+        with batches._lock:
+            batches._items.append("chunk")
+            assert batches._waiter is not None
+            _resolve(batches._waiter)
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+
+    asyncio.run(main())
