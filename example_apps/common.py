@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ class Upstream:
 
 
 def pick_upstream(environ: dict[str, str] | None = None) -> Upstream:
-    """indoxRouter if ``INDOX_ROUTER_API_KEY`` is set, OpenAI if ``OPENAI_API_KEY`` is, else the demo.
+    """indoxRouter with ``INDOX_ROUTER_API_KEY``, OpenAI with ``OPENAI_API_KEY``, else the demo.
 
     A client that cannot be built (wrong key, unreachable server) is replaced by
     one that answers every request with that error, and ``problem`` says why,
@@ -50,8 +52,10 @@ def pick_upstream(environ: dict[str, str] | None = None) -> Upstream:
             from openai import OpenAI
 
             client = OpenAI(
-                api_key=env["OPENAI_API_KEY"], base_url=env.get("OPENAI_BASE_URL") or None,
-                timeout=60, max_retries=0,
+                api_key=env["OPENAI_API_KEY"],
+                base_url=env.get("OPENAI_BASE_URL") or None,
+                timeout=60,
+                max_retries=0,
             )
         except Exception as exc:
             return _unavailable("OpenAI", model, exc)
@@ -75,10 +79,11 @@ def _unavailable(label: str, model: str, exc: Exception) -> Upstream:
 
 def render_page(upstream: Upstream, static_url: str = "/static/indox-stream.js") -> str:
     """The demo page, with the upstream's label and models filled in."""
-    import html
-    import json
-
-    config = {"upstream": upstream.label, "models": list(upstream.models), "problem": upstream.problem}
+    config = {
+        "upstream": upstream.label,
+        "models": list(upstream.models),
+        "problem": upstream.problem,
+    }
     return (
         PAGE.read_text(encoding="utf-8")
         .replace("{{ upstream }}", html.escape(upstream.label))

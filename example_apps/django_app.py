@@ -1,0 +1,54 @@
+"""The Django example project, served under ASGI (uvicorn) or WSGI (gunicorn).
+
+python -m example_apps django --port 8000           # ASGI, uvicorn
+python -m example_apps django --port 8000 --wsgi    # WSGI, gunicorn gthread
+python example_apps/manage.py check
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+SETTINGS = "example_apps.django_project.settings"
+
+
+def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = False) -> None:
+    """Serve the project with uvicorn, or with gunicorn's threaded workers when ``wsgi``."""
+    # Always this project, whatever DJANGO_SETTINGS_MODULE the shell holds.
+    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
+    if wsgi:
+        _serve_wsgi(host, port)
+        return
+    import uvicorn
+
+    from .django_project.asgi import application
+
+    print(f"indox-integrations Django example (ASGI, uvicorn) on http://{host}:{port}")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+def _serve_wsgi(host: str, port: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{host}:{port}",
+                # Each open stream holds a thread: never the default sync workers.
+                "worker_class": "gthread",
+                "workers": 1,
+                "threads": 64,
+                "graceful_timeout": 5,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            # Imported in the worker, after the fork: no client connection crosses it.
+            from .django_project.wsgi import application
+
+            return application
+
+    print(f"indox-integrations Django example (WSGI, gunicorn) on http://{host}:{port}")
+    Server().run()

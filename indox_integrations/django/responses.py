@@ -1,0 +1,86 @@
+"""``sse_response``: a ``StreamingHttpResponse`` that streams under WSGI and ASGI alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, StreamingHttpResponse
+
+from ..assets import HEADERS
+from ..stream import Callback, UsagePolicy, async_sse_stream, sse_stream
+
+__all__ = ["serves_async", "sse_response"]
+
+
+def serves_async(request: HttpRequest | None = None) -> bool:
+    """Whether the response will be sent by Django's ASGI handler.
+
+    The request says so for sure; without one, a running event loop (an async
+    view) is taken to mean ASGI.
+    """
+    if request is not None:
+        return isinstance(request, ASGIRequest)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def sse_response(
+    source: Any,
+    request: HttpRequest | None = None,
+    *,
+    usage: UsagePolicy = "skip",
+    on_usage: Callback | None = None,
+    on_complete: Callback | None = None,
+    heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 300.0,
+    expose_errors: bool = False,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> StreamingHttpResponse:
+    """Stream an LLM client's chunks as server-sent events from a Django view.
+
+    Pass the ``request``: under ASGI the body is an async iterator (a sync
+    upstream runs in a thread of its own), under WSGI a sync one, so Django
+    never collects the stream into a list first.  Options are those of
+    :func:`indox_integrations.sse_stream`; under ASGI a sync ``on_usage`` or
+    ``on_complete`` runs through ``sync_to_async``, so it may use the ORM.
+    The upstream is closed when the stream ends, fails, times out or the
+    client leaves.
+
+        def ask(request):
+            chunks = client.completion("Hi", stream=True, return_generator=True)
+            return sse_response(chunks, request, usage="attach")
+    """
+    options: dict[str, Any] = {
+        "usage": usage,
+        "on_usage": on_usage,
+        "on_complete": on_complete,
+        "heartbeat": heartbeat,
+        "idle_timeout": idle_timeout,
+        "expose_errors": expose_errors,
+    }
+    # Django's ASGI handler turns a sync iterator into a list before sending a
+    # byte, and its WSGI handler does the same to an async one.
+    if serves_async(request):
+        # Callbacks run where the stream ends: on the event loop under ASGI, where
+        # Django forbids the ORM. A sync one runs through sync_to_async instead.
+        for name in ("on_usage", "on_complete"):
+            callback = options[name]
+            if callback is not None and not iscoroutinefunction(callback):
+                options[name] = sync_to_async(callback)
+        stream: Any = async_sse_stream(source, **options)
+    else:
+        stream = sse_stream(source, **options)
+    response = StreamingHttpResponse(stream, status=status, headers={**HEADERS, **(headers or {})})
+    # GZipMiddleware (Django <= 6.0) holds small writes back until its buffer
+    # fills; it leaves a response alone that already has a Content-Encoding.
+    # An empty one is an empty list of codings (RFC 9110, 5.6.1 and 8.4).
+    response.setdefault("Content-Encoding", "")
+    return response

@@ -1,0 +1,208 @@
+"""Async class-based views: ``POST`` a completion or a chat, get server-sent events.
+
+They serve under ASGI with no thread per stream for async clients, and under
+WSGI (Django runs async views through ``async_to_sync``) with a sync client.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http.request import RawPostDataException
+from django.views import View
+
+from ..clients import LLMRequest, call_client, client_error
+from ..concurrency import close_async
+from ..requests import (
+    Limits,
+    RequestError,
+    check_content_type,
+    parse_chat,
+    parse_completion,
+    read_json_body,
+)
+from . import conf
+from .responses import serves_async, sse_response
+
+__all__ = ["ChatView", "CompletionView", "StreamView"]
+
+logger = logging.getLogger("indox_integrations")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<from settings>"
+
+
+FROM_SETTINGS: Any = _Unset()
+"""A view attribute left at this value takes the ``INDOX_INTEGRATIONS`` setting."""
+
+
+class StreamView(View):
+    """Validate the JSON body, call the LLM client, stream its answer.
+
+    Every key of ``INDOX_INTEGRATIONS`` is also a view argument in lower case,
+    which wins over the setting; ``client`` is the client itself, where the
+    setting's ``CLIENT`` names a factory.
+
+        path("ask", CompletionView.as_view(client=my_client, usage="attach"))
+    """
+
+    client: Any = FROM_SETTINGS
+    usage: Any = FROM_SETTINGS
+    heartbeat: Any = FROM_SETTINGS
+    idle_timeout: Any = FROM_SETTINGS
+    expose_errors: Any = FROM_SETTINGS
+    on_usage: Any = FROM_SETTINGS
+    on_complete: Any = FROM_SETTINGS
+    max_body_bytes: Any = FROM_SETTINGS
+    max_tokens: Any = FROM_SETTINGS
+    max_messages: Any = FROM_SETTINGS
+    models: Any = FROM_SETTINGS
+    default_model: Any = FROM_SETTINGS
+
+    def parse(self, data: Mapping[str, Any], limits: Limits) -> LLMRequest:
+        """The validated request; raises ``RequestError``."""
+        raise NotImplementedError("subclasses of StreamView must define parse()")
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        # Wrong options fail when the URLconf loads, not at the first request.
+        defined = {name: _raw(cls, name) for name in conf.options()}
+        values = {**conf.options(), **_set(defined), **initkwargs}
+        conf.stream_options(values, where=f"{cls.__name__}.as_view")
+        conf.limits(values)
+        return super().as_view(**initkwargs)
+
+    def stream_settings(self) -> dict[str, Any]:
+        """The setting, overridden by the view's arguments (``client`` aside)."""
+        values = dict(conf.options())
+        values.update(_set({name: _raw(self, name) for name in values if name != "client"}))
+        return values
+
+    def call_client(self, request: LLMRequest) -> Any:
+        """Start the upstream call (runs in a thread: sync clients block)."""
+        client = _raw(self, "client")
+        if client is FROM_SETTINGS:
+            client = conf.client()
+        return call_client(client, request)
+
+    async def post(self, request: HttpRequest) -> HttpResponseBase:
+        values = self.stream_settings()
+        options = conf.stream_options(values, where=type(self).__name__)
+        limits = conf.limits(values)
+        try:
+            body = _read_body(request, limits.max_body_bytes)
+            data = read_json_body(body, request.META.get("CONTENT_TYPE"), limits)
+            llm_request = self.parse(data, limits)
+        except RequestError as exc:
+            return JsonResponse(exc.as_json(), status=exc.status)
+        asgi = serves_async(request)
+        try:
+            source = await sync_to_async(self.call_client)(llm_request)
+            if not asgi and (inspect.isawaitable(source) or hasattr(source, "__aiter__")):
+                return await _async_client(source)
+            if inspect.isawaitable(source):
+                source = await source
+        except ImproperlyConfigured:
+            raise
+        except Exception as exc:
+            status, payload = client_error(exc)
+            return JsonResponse(payload, status=status)
+        return sse_response(source, request, **options)
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        error = RequestError("method", f"expected POST, got {request.method}", 405)
+        response = JsonResponse(error.as_json(), status=405)
+        allowed = [m.upper() for m in self.http_method_names if hasattr(self, m)]
+        response["Allow"] = ", ".join(allowed)
+        if self.view_is_async:
+
+            async def func() -> HttpResponse:
+                return response
+
+            return func()
+        return response
+
+
+class CompletionView(StreamView):
+    """``POST {"prompt", "model"?, "temperature"?, "max_tokens"?}`` -> server-sent events."""
+
+    def parse(self, data: Mapping[str, Any], limits: Limits) -> LLMRequest:
+        return parse_completion(data, limits)
+
+
+class ChatView(StreamView):
+    """``POST {"messages": [{"role", "content"}, ...], ...}`` -> server-sent events."""
+
+    def parse(self, data: Mapping[str, Any], limits: Limits) -> LLMRequest:
+        return parse_chat(data, limits)
+
+
+def _raw(view: Any, name: str) -> Any:
+    # A function given as a class attribute (client, callbacks) must not become a method.
+    return inspect.getattr_static(view, name)
+
+
+def _set(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not FROM_SETTINGS}
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    """The raw body, refusing a declared size over ``limit`` before reading it."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise RequestError("body", f"must be at most {limit} bytes, got {length}", 413)
+    if "CONTENT_LENGTH" not in request.META and request.META.get("wsgi.input_terminated"):
+        # A chunked body under WSGI (gunicorn): Django takes a missing Content-Length
+        # for an empty body, so read it here, one byte past the limit at most.
+        body = _read_to_end(request.META["wsgi.input"], limit + 1)
+        if len(body) > limit:
+            raise RequestError("body", f"must be at most {limit} bytes", 413)
+        return body
+    try:
+        return request.body
+    except RawPostDataException:
+        # CsrfViewMiddleware has parsed a multipart form already (request.POST).
+        check_content_type(request.META.get("CONTENT_TYPE"))
+        raise
+    except RequestDataTooBig:
+        # A chunked body has no Content-Length; Django stops reading it here.
+        raise RequestError(
+            "body",
+            f"must be at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE)",
+            413,
+        ) from None
+
+
+def _read_to_end(stream: Any, most: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < most:
+        part = stream.read(min(64 * 1024, most - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+async def _async_client(source: Any) -> JsonResponse:
+    await close_async(source)  # an un-awaited coroutine would warn when collected
+    message = (
+        f"the LLM client returned {type(source).__name__}, an async result: an async client "
+        "needs an ASGI server (uvicorn, daphne); use a sync client under WSGI"
+    )
+    logger.error(message)
+    return JsonResponse({"error": {"type": "server_error", "message": message}}, status=500)
