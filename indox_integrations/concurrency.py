@@ -11,6 +11,7 @@ batch, so a fast upstream costs one wake-up per batch rather than per chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -93,7 +94,9 @@ class _Batches:
         self._ready.notify_all()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(_resolve, waiter)
+            # A closed loop (server shut down) has nobody left to wake.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(_resolve, waiter)
 
     def get(self, timeout: float | None) -> list[Any]:
         """Wait (blocking) for the next batch; ``[]`` once the upstream is done."""
@@ -278,4 +281,5 @@ class TaskFeed(_Batches):
             task.cancel()
         else:
             # Django's ASGI handler calls close() via sync_to_async, off the loop's thread.
-            loop.call_soon_threadsafe(task.cancel)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)

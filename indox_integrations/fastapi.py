@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 try:
     from fastapi import APIRouter
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.routing import APIRoute
     from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -195,7 +197,10 @@ class _BodyLimitRoute(APIRoute):
             error = await _read_body(request, limit)
             if error is not None:
                 return JSONResponse(error.as_json(), error.status)
-            return await handler(request)
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise _renderable(exc) from None
 
         return checked
 
@@ -218,9 +223,33 @@ async def _read_body(request: Request, limit: int) -> RequestError | None:
                 return too_large
     except ClientDisconnect:
         return RequestError("body", "the client left before sending all of it")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return RequestError("body", "is not valid UTF-8")
+    if body.startswith(b"\xef\xbb\xbf") or b"\x00" in body[:4]:
+        # FastAPI parses bytes, and json.loads() sniffs them for a BOM, UTF-16 and
+        # UTF-32 (even when they are valid UTF-8, NULs and all); the kit reads
+        # UTF-8 text, as Flask and Django do.
+        return RequestError("body", "is not valid JSON")
     # Starlette's own cache: FastAPI's request.body() returns it without reading again.
     request._body = bytes(body)
     return None
+
+
+def _renderable(exc: RequestValidationError) -> RequestValidationError:
+    """``exc``, or a copy without the inputs when JSON cannot carry them.
+
+    FastAPI's 422 echoes each input with ``allow_nan=False`` and UTF-8: a NaN,
+    an Infinity (``1e999``) or a lone surrogate (``"\\ud800"``) would turn it into a 500.
+    """
+    errors = exc.errors()
+    try:
+        json.dumps(errors, allow_nan=False, ensure_ascii=False, default=str).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        errors = [{k: v for k, v in error.items() if k != "input"} for error in errors]
+        return RequestValidationError(errors, body=None, endpoint_ctx=exc.endpoint_ctx)
+    return exc
 
 
 def _static_endpoint(path: Path, media_type: str) -> Callable[[], Awaitable[FileResponse]]:

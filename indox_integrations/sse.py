@@ -14,18 +14,28 @@ import re
 __all__ = ["encode_comment", "encode_data", "encode_event"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (half of a pair split across chunks, a bad "\ud83d"
+        # escape) has no UTF-8 form: U+FFFD, as a decoder would make of it.
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 def _field_lines(name: bytes, value: str) -> bytes:
     if "\n" not in value and "\r" not in value:
-        return name + value.encode("utf-8") + b"\n"
-    return b"".join(name + line.encode("utf-8") + b"\n" for line in _LINE_BREAK.split(value))
+        return name + _utf8(value) + b"\n"
+    return b"".join(name + _utf8(line) + b"\n" for line in _LINE_BREAK.split(value))
 
 
 def encode_data(text: str) -> bytes:
     """Encode ``text`` as one default (``message``) event: the hot path."""
     if "\n" not in text and "\r" not in text:
-        return b"data: " + text.encode("utf-8") + b"\n\n"
+        return b"data: " + _utf8(text) + b"\n\n"
     return _field_lines(b"data: ", text) + b"\n"
 
 

@@ -46,6 +46,8 @@ def uvicorn_thread(app: Any, **config: Any) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
+    # The asyncio loop: uvloop can fail to close in a thread with handles still open.
+    config.setdefault("loop", "asyncio")
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
     )

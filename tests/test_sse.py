@@ -147,3 +147,8 @@ def test_comments_are_ignored_by_the_parser(comment: str) -> None:
 def test_comment_between_events_does_not_merge_or_split_them() -> None:
     wire = encode_data("a") + encode_comment("ping") + encode_data("b\nc")
     assert [e.data for e in parse(wire)] == ["a", "b\nc"]
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
+    assert encode_data("a\ud800b") == "data: a\ufffdb\n\n".encode()
+    assert encode_event("x\udfff\ny", event="e") == "event: e\ndata: x\ufffd\ndata: y\n\n".encode()
