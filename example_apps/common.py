@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def pick_upstream(environ: dict[str, str] | None = None) -> Upstream:
     if env.get("INDOX_ROUTER_API_KEY"):
         model = env.get("INDOX_ROUTER_MODEL", "openai/gpt-4o-mini")
         try:
-            from indoxrouter import Client
+            from indoxrouter import Client  # type: ignore[import-untyped]
 
             client = Client(
                 api_key=env["INDOX_ROUTER_API_KEY"],
@@ -90,3 +91,30 @@ def render_page(upstream: Upstream, static_url: str = "/static/indox-stream.js")
         .replace("{{ static_url }}", html.escape(static_url))
         .replace("{{ config_json }}", html.escape(json.dumps(config)))
     )
+
+
+def serve_gunicorn(load: Callable[[], Any], host: str, port: int) -> None:
+    """Serve a WSGI app with gunicorn's threaded workers: one process, up to 64 open streams.
+
+    ``load`` builds the app in the worker, after the fork, so that no client
+    connection crosses it.  Each open stream holds a thread: never the default
+    sync workers, which are killed after 30 s.
+    """
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{host}:{port}",
+                "worker_class": "gthread",
+                "workers": 1,
+                "threads": 64,
+                "graceful_timeout": 5,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return load()
+
+    Server().run()

@@ -28,27 +28,14 @@ def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = False) -> None:
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
+def _wsgi_application() -> Any:
+    from .django_project.wsgi import application
+
+    return application
+
+
 def _serve_wsgi(host: str, port: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            options = {
-                "bind": f"{host}:{port}",
-                # Each open stream holds a thread: never the default sync workers.
-                "worker_class": "gthread",
-                "workers": 1,
-                "threads": 64,
-                "graceful_timeout": 5,
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            # Imported in the worker, after the fork: no client connection crosses it.
-            from .django_project.wsgi import application
-
-            return application
+    from .common import serve_gunicorn
 
     print(f"indox-integrations Django example (WSGI, gunicorn) on http://{host}:{port}")
-    Server().run()
+    serve_gunicorn(_wsgi_application, host, port)

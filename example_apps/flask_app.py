@@ -14,7 +14,7 @@ from flask import Flask, Response
 from indox_integrations import Limits
 from indox_integrations.flask import create_blueprint
 
-from .common import Upstream, pick_upstream, render_page
+from .common import Upstream, pick_upstream, render_page, serve_gunicorn
 
 
 def create_app(upstream: Upstream | None = None) -> Flask:
@@ -42,27 +42,10 @@ def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = True) -> None:
     Flask is always served over WSGI; ``wsgi`` exists for the shared command line.
     """
     try:
-        from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+        import gunicorn  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:  # gunicorn runs on POSIX only
         print("gunicorn is not available: serving with Werkzeug's threaded server")
         create_app().run(host=host, port=port, threaded=True)
         return
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            options = {
-                "bind": f"{host}:{port}",
-                "worker_class": "gthread",
-                "workers": 1,
-                "threads": 64,
-                "graceful_timeout": 5,
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Flask:
-            # Built in the worker, after the fork: no client connection crosses it.
-            return create_app()
-
     print(f"indox-integrations Flask example on http://{host}:{port}")
-    Server().run()
+    serve_gunicorn(create_app, host, port)
