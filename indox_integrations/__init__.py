@@ -28,6 +28,7 @@ from .sse import encode_comment, encode_data, encode_event
 from .stream import (
     AsyncSSEStream,
     SSEStream,
+    StreamOptions,
     StreamReport,
     UsagePolicy,
     async_sse_stream,
@@ -49,6 +50,7 @@ __all__ = [
     "Limits",
     "RequestError",
     "SSEStream",
+    "StreamOptions",
     "StreamReport",
     "TextEvent",
     "UnsupportedChunkError",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 try:
     from fastapi import APIRouter
@@ -24,7 +25,13 @@ from .assets import static_file
 from .clients import LLMRequest, acall_client, client_error
 from .requests import Limits, RequestError, check_content_type, parse_chat, parse_completion
 from .starlette import SSEResponse, sse_response
-from .stream import Callback, UsagePolicy, async_sse_stream
+from .stream import StreamOptions, check_options
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = ["ChatMessage", "create_router"]
 
@@ -49,14 +56,9 @@ class ChatMessage(BaseModel):
 def create_router(
     client: Any,
     *,
-    usage: UsagePolicy = "attach",
-    on_usage: Callback | None = None,
-    on_complete: Callback | None = None,
-    heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 300.0,
     limits: Limits | None = None,
-    expose_errors: bool = False,
     serve_static: bool = True,
+    **stream_options: Unpack[StreamOptions],
 ) -> APIRouter:
     """Routes that stream ``client``'s answers as server-sent events.
 
@@ -75,15 +77,8 @@ def create_router(
 
         app.include_router(create_router(Client(api_key=...)), prefix="/llm")
     """
-    options: dict[str, Any] = {
-        "usage": usage,
-        "on_usage": on_usage,
-        "on_complete": on_complete,
-        "heartbeat": heartbeat,
-        "idle_timeout": idle_timeout,
-        "expose_errors": expose_errors,
-    }
-    async_sse_stream((), **options)  # bad options fail here, not on the first request
+    options: StreamOptions = {"usage": "attach", **stream_options}
+    check_options(options)  # bad options fail here, not on the first request
     limits = limits or Limits()
     completion_body, chat_body = _request_models(limits)
     route_class = type("IndoxStreamRoute", (_BodyLimitRoute,), {"limit": limits.max_body_bytes})

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 try:
     from flask import (
@@ -34,7 +35,13 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from .assets import HEADERS, STATIC_DIR
 from .clients import LLMRequest, call_client, client_error
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
-from .stream import Callback, UsagePolicy, sse_stream
+from .stream import StreamOptions, check_options, sse_stream
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = ["create_blueprint", "sse_response"]
 
@@ -45,13 +52,7 @@ _READ_SIZE = 64 * 1024
 
 def sse_response(
     source: Any,
-    *,
-    usage: UsagePolicy = "skip",
-    on_usage: Callback | None = None,
-    on_complete: Callback | None = None,
-    heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 300.0,
-    expose_errors: bool = False,
+    **options: Unpack[StreamOptions],
 ) -> Response:
     """Stream an LLM client's chunks as server-sent events from a Flask view.
 
@@ -68,15 +69,7 @@ def sse_response(
     """
     if not has_request_context():
         raise RuntimeError("sse_response() needs a request context: call it inside a Flask view")
-    stream = sse_stream(
-        source,
-        usage=usage,
-        on_usage=on_usage,
-        on_complete=on_complete,
-        heartbeat=heartbeat,
-        idle_timeout=idle_timeout,
-        expose_errors=expose_errors,
-    )
+    stream = sse_stream(source, **options)
     # Closing the context generator closes ``stream`` inside the request
     # context; the extra callback covers a response closed before its first
     # read, when that generator has not entered the stream yet.
@@ -103,13 +96,8 @@ def create_blueprint(
     client: Any,
     name: str = "indox",
     *,
-    usage: UsagePolicy = "attach",
-    on_usage: Callback | None = None,
-    on_complete: Callback | None = None,
-    heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 300.0,
     limits: Limits | None = None,
-    expose_errors: bool = False,
+    **stream_options: Unpack[StreamOptions],
 ) -> Blueprint:
     """A blueprint with ``POST /stream``, ``POST /chat`` and the JS helper.
 
@@ -128,15 +116,8 @@ def create_blueprint(
         app.register_blueprint(create_blueprint(Client(api_key=...)), url_prefix="/llm")
     """
     blueprint = _Blueprint(name, __name__, static_folder=STATIC_DIR, static_url_path="/static")
-    options: dict[str, Any] = {
-        "usage": usage,
-        "on_usage": on_usage,
-        "on_complete": on_complete,
-        "heartbeat": heartbeat,
-        "idle_timeout": idle_timeout,
-        "expose_errors": expose_errors,
-    }
-    sse_stream((), **options)  # bad options fail here, not on the first request
+    options: StreamOptions = {"usage": "attach", **stream_options}
+    check_options(options)  # bad options fail here, not on the first request
     limits = limits or Limits()
 
     def serve(parse: Callable[[Any, Limits], LLMRequest]) -> Response | tuple[Response, int]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import anyio.lowlevel
@@ -16,7 +17,13 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from .assets import HEADERS
-from .stream import AsyncSSEStream, Callback, UsagePolicy, async_sse_stream
+from .stream import AsyncSSEStream, StreamOptions, async_sse_stream
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = ["SSEResponse", "sse_response"]
 
@@ -37,22 +44,9 @@ class SSEResponse(StreamingResponse):
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
-        usage: UsagePolicy = "skip",
-        on_usage: Callback | None = None,
-        on_complete: Callback | None = None,
-        heartbeat: float | None = 15.0,
-        idle_timeout: float | None = 300.0,
-        expose_errors: bool = False,
+        **options: Unpack[StreamOptions],
     ) -> None:
-        self.stream: AsyncSSEStream = async_sse_stream(
-            source,
-            usage=usage,
-            on_usage=on_usage,
-            on_complete=on_complete,
-            heartbeat=heartbeat,
-            idle_timeout=idle_timeout,
-            expose_errors=expose_errors,
-        )
+        self.stream: AsyncSSEStream = async_sse_stream(source, **options)
         super().__init__(
             self.stream,
             status_code=status_code,
@@ -90,12 +84,7 @@ def sse_response(
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
     background: BackgroundTask | None = None,
-    usage: UsagePolicy = "skip",
-    on_usage: Callback | None = None,
-    on_complete: Callback | None = None,
-    heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 300.0,
-    expose_errors: bool = False,
+    **options: Unpack[StreamOptions],
 ) -> SSEResponse:
     """Stream ``source`` (a sync or async chunk stream) as server-sent events.
 
@@ -109,14 +98,5 @@ def sse_response(
                                                   return_generator=True), usage="attach")
     """
     return SSEResponse(
-        source,
-        status_code=status_code,
-        headers=headers,
-        background=background,
-        usage=usage,
-        on_usage=on_usage,
-        on_complete=on_complete,
-        heartbeat=heartbeat,
-        idle_timeout=idle_timeout,
-        expose_errors=expose_errors,
+        source, status_code=status_code, headers=headers, background=background, **options
     )

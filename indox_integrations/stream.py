@@ -10,22 +10,31 @@ import asyncio
 import inspect
 import json
 import logging
+import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .chunks import ChunkNormalizer, ErrorEvent, TextEvent, UnsupportedChunkError, is_full_response
 from .concurrency import FeedTimeout, TaskFeed, ThreadFeed, close_async, close_sync, keep_running
 from .sse import encode_comment, encode_data, encode_event
 
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
 __all__ = [
     "AsyncSSEStream",
     "Outcome",
     "SSEStream",
+    "StreamOptions",
     "StreamReport",
     "UsagePolicy",
     "async_sse_stream",
+    "check_options",
     "sse_stream",
 ]
 
@@ -55,6 +64,31 @@ class StreamReport:
 Callback = Callable[[Any], Any]
 
 
+class StreamOptions(TypedDict, total=False):
+    """The options every stream takes; see :func:`sse_stream` for their meaning."""
+
+    usage: UsagePolicy
+    on_usage: Callback | None
+    on_complete: Callback | None
+    heartbeat: float | None
+    idle_timeout: float | None
+    expose_errors: bool
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise ``TypeError``/``ValueError`` for an unknown or invalid stream option."""
+    unknown = set(options) - set(StreamOptions.__annotations__)
+    if unknown:
+        raise TypeError(f"unknown stream options: {', '.join(sorted(unknown))}")
+    usage = options.get("usage", "skip")
+    if usage not in ("skip", "attach"):
+        raise ValueError(f"usage must be 'skip' or 'attach', got {usage!r}")
+    for name in ("heartbeat", "idle_timeout"):
+        value = options.get(name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds or None")
+
+
 def _error_event(kind: str, message: str) -> bytes:
     return encode_event(json.dumps({"type": kind, "message": message}), event="error") + DONE
 
@@ -73,11 +107,7 @@ class _Pipeline:
         idle_timeout: float | None = 300.0,
         expose_errors: bool = False,
     ) -> None:
-        if usage not in ("skip", "attach"):
-            raise ValueError(f"usage must be 'skip' or 'attach', got {usage!r}")
-        for name, value in (("heartbeat", heartbeat), ("idle_timeout", idle_timeout)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds or None")
+        check_options({"usage": usage, "heartbeat": heartbeat, "idle_timeout": idle_timeout})
         if not (
             is_full_response(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")
         ):
@@ -352,51 +382,28 @@ class AsyncSSEStream:
             pipe.finish("client_disconnected")
 
 
-def sse_stream(
-    source: Any,
-    *,
-    usage: UsagePolicy = "skip",
-    on_usage: Callback | None = None,
-    on_complete: Callback | None = None,
-    heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 300.0,
-    expose_errors: bool = False,
-) -> SSEStream:
+def sse_stream(source: Any, **options: Unpack[StreamOptions]) -> SSEStream:
     """Stream an LLM client's chunks as server-sent events, for WSGI servers.
 
-    ``source`` is a sync chunk generator (or one full response).  ``usage``
-    is ``"skip"`` or ``"attach"`` (a final ``event: usage``); ``on_usage``
-    always receives the normalized usage, also after an early stop;
-    ``on_complete`` receives a :class:`StreamReport`.  Heartbeat comments go
-    out every ``heartbeat`` seconds of silence; ``idle_timeout`` seconds
-    without a chunk end the stream with a ``timeout`` error event.
-    ``expose_errors`` puts the exception text into error events (off: no
-    secrets leak; the traceback is always logged).
+    ``source`` is a sync chunk generator (or one full response).  Options
+    (:class:`StreamOptions`):
+
+    - ``usage``: ``"skip"`` (default) or ``"attach"`` (a final ``event: usage``);
+    - ``on_usage``: always receives the normalized usage, also after an early stop;
+    - ``on_complete``: receives a :class:`StreamReport`;
+    - ``heartbeat``: seconds of silence before a ``: ping`` comment (15; ``None``: off);
+    - ``idle_timeout``: seconds without a chunk before a ``timeout`` error event
+      (300; ``None``: off);
+    - ``expose_errors``: put the exception text into error events (off: no
+      secrets leak; the traceback is always logged).
 
         for data in sse_stream(client.completion(prompt, stream=True, return_generator=True)):
             write(data)
     """
-    return SSEStream(
-        source,
-        usage=usage,
-        on_usage=on_usage,
-        on_complete=on_complete,
-        heartbeat=heartbeat,
-        idle_timeout=idle_timeout,
-        expose_errors=expose_errors,
-    )
+    return SSEStream(source, **options)
 
 
-def async_sse_stream(
-    source: Any,
-    *,
-    usage: UsagePolicy = "skip",
-    on_usage: Callback | None = None,
-    on_complete: Callback | None = None,
-    heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 300.0,
-    expose_errors: bool = False,
-) -> AsyncSSEStream:
+def async_sse_stream(source: Any, **options: Unpack[StreamOptions]) -> AsyncSSEStream:
     """Like :func:`sse_stream`, for ASGI servers; ``source`` may be sync or async.
 
     A sync source runs in a thread of its own, so it never blocks the event
@@ -405,12 +412,4 @@ def async_sse_stream(
         async for data in async_sse_stream(await client.chat(messages, stream=True)):
             await send(data)
     """
-    return AsyncSSEStream(
-        source,
-        usage=usage,
-        on_usage=on_usage,
-        on_complete=on_complete,
-        heartbeat=heartbeat,
-        idle_timeout=idle_timeout,
-        expose_errors=expose_errors,
-    )
+    return AsyncSSEStream(source, **options)

@@ -29,6 +29,7 @@ PUBLIC = [
     "Limits",
     "RequestError",
     "SSEStream",
+    "StreamOptions",
     "StreamReport",
     "TextEvent",
     "UnsupportedChunkError",

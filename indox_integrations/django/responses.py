@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 
 from ..assets import HEADERS
-from ..stream import Callback, UsagePolicy, async_sse_stream, sse_stream
+from ..stream import StreamOptions, async_sse_stream, sse_stream
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
 
 __all__ = ["serves_async", "sse_response"]
 
@@ -35,14 +42,9 @@ def sse_response(
     source: Any,
     request: HttpRequest | None = None,
     *,
-    usage: UsagePolicy = "skip",
-    on_usage: Callback | None = None,
-    on_complete: Callback | None = None,
-    heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 300.0,
-    expose_errors: bool = False,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
+    **options: Unpack[StreamOptions],
 ) -> StreamingHttpResponse:
     """Stream an LLM client's chunks as server-sent events from a Django view.
 
@@ -58,23 +60,16 @@ def sse_response(
             chunks = client.completion("Hi", stream=True, return_generator=True)
             return sse_response(chunks, request, usage="attach")
     """
-    options: dict[str, Any] = {
-        "usage": usage,
-        "on_usage": on_usage,
-        "on_complete": on_complete,
-        "heartbeat": heartbeat,
-        "idle_timeout": idle_timeout,
-        "expose_errors": expose_errors,
-    }
     # Django's ASGI handler turns a sync iterator into a list before sending a
     # byte, and its WSGI handler does the same to an async one.
     if serves_async(request):
         # Callbacks run where the stream ends: on the event loop under ASGI, where
         # Django forbids the ORM. A sync one runs through sync_to_async instead.
-        for name in ("on_usage", "on_complete"):
-            callback = options[name]
-            if callback is not None and not iscoroutinefunction(callback):
-                options[name] = sync_to_async(callback)
+        on_usage, on_complete = options.get("on_usage"), options.get("on_complete")
+        if on_usage is not None and not iscoroutinefunction(on_usage):
+            options["on_usage"] = sync_to_async(on_usage)
+        if on_complete is not None and not iscoroutinefunction(on_complete):
+            options["on_complete"] = sync_to_async(on_complete)
         stream: Any = async_sse_stream(source, **options)
     else:
         stream = sse_stream(source, **options)
