@@ -1,0 +1,26 @@
+"""The kit on FastAPI as an app would mount it: ``create_router(client)``, with a
+callable client.  The router validates ``{"prompt", ...}`` and passes only the
+prompt on, so the harness sends the upstream parameters as the prompt, in query
+string form (``chunks=20&delay=0.05&mode=sync``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+
+from bench.apps.common import STATS_ROUTES
+from bench.upstream import Params, chunks_for
+from indox_integrations.clients import LLMRequest
+from indox_integrations.fastapi import create_router
+
+
+def client(request: LLMRequest) -> Iterator[str] | AsyncIterator[str]:
+    prompt = getattr(request, "prompt", "")
+    return chunks_for(Params.parse(dict(parse_qsl(prompt))))
+
+
+app = FastAPI()
+app.router.routes.extend(STATS_ROUTES)
+app.include_router(create_router(client, usage="skip", serve_static=False))

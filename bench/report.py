@@ -1,0 +1,239 @@
+"""Ratios to the floor, the naive baseline and sse-starlette; the Markdown tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.contenders import BY_NAME, NAIVE_OF, SSE_STARLETTE_OF
+
+FLOOR = "floor"
+
+
+def _get(results: dict[str, Any], name: str | None, *path: str) -> Any:
+    value: Any = results.get(name or "", {})
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return a / b
+    return None
+
+
+def _concurrency_keys(results: dict[str, Any]) -> list[str]:
+    keys = {k for r in results.values() for k in r if k.startswith("concurrency-")}
+    return sorted(keys, key=lambda k: int(k.split("-")[1]))
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per contender: throughput as a fraction of the others' (higher is better), wall
+    time and memory as multiples of the others' (lower is better)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name in results:
+        contender = BY_NAME[name]
+        others = {
+            "floor": FLOOR,
+            "naive": NAIVE_OF[contender.family],
+            "sse_starlette": SSE_STARLETTE_OF[contender.mode],
+        }
+        row: dict[str, float | None] = {}
+        for label, other in others.items():
+            if other == name:
+                continue
+            row[f"throughput_x_{label}"] = _ratio(
+                _get(results, name, "throughput", "chunks_per_s"),
+                _get(results, other, "throughput", "chunks_per_s"),
+            )
+            for key in _concurrency_keys(results):
+                row[f"{key}_wall_x_{label}"] = _ratio(
+                    _get(results, name, key, "projected_s"),
+                    _get(results, other, key, "projected_s"),
+                )
+            row[f"memory_x_{label}"] = _ratio(
+                _get(results, name, "memory", "kib_per_stream"),
+                _get(results, other, "memory", "kib_per_stream"),
+            )
+        out[name] = row
+    return out
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    if not isinstance(value, (int, float)):
+        return "–"
+    if digits == 0 and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _x(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return ""
+    return f" ({value:.2f}x)" if value < 10 else f" ({value:.0f}x)"
+
+
+def _err(cell: Any) -> str | None:
+    if isinstance(cell, dict) and "error" in cell:
+        return "error"
+    if cell is None:
+        return "–"
+    return None
+
+
+def _throughput(results: dict[str, Any], name: str) -> str:
+    cell = results[name].get("throughput")
+    if (bad := _err(cell)) is not None:
+        return bad
+    floor = _get(results, FLOOR, "throughput", "chunks_per_s")
+    text = f"{_n(cell['chunks_per_s'])}{_x(_ratio(cell['chunks_per_s'], floor))}"
+    if not cell["complete"]:
+        text += " incomplete" if not cell["cut"] else " cut"
+    return text
+
+
+def _concurrency(results: dict[str, Any], name: str, key: str) -> str:
+    cell = results[name].get(key)
+    if (bad := _err(cell)) is not None:
+        return bad
+    floor = _get(results, FLOOR, key, "projected_s")
+    if cell["cut"]:
+        text = f">{_n(cell['wall_s'])} s, ~{_n(cell['projected_s'])} s proj."
+    else:
+        text = f"{_n(cell['wall_s'], 1)} s"
+    text += _x(_ratio(cell["projected_s"], floor))
+    if cell["errors"]:
+        text += f" {cell['errors']} err"
+    elif not cell["cut"] and cell["complete"] < cell["streams"]:
+        text += f" {cell['streams'] - cell['complete']} short"
+    return text
+
+
+def _max_active(results: dict[str, Any], name: str, key: str) -> str:
+    cell = results[name].get(key)
+    return _n(cell.get("max_active")) if isinstance(cell, dict) else "–"
+
+
+def _latency(results: dict[str, Any], name: str) -> tuple[str, str]:
+    cell = results[name].get("latency")
+    if (bad := _err(cell)) is not None:
+        return bad, bad
+    return _n(cell["first_event_ms"]), f"{_n(cell['gap_p50_ms'])} / {_n(cell['gap_p99_ms'])}"
+
+
+def _disconnect(results: dict[str, Any], name: str, variant: str) -> str:
+    cell = results[name].get("disconnect")
+    if (bad := _err(cell)) is not None:
+        return bad
+    cell = cell[variant]
+    if not cell["measured"]:
+        return f"3 events not in {cell['read_cut_s']:g} s"
+    answered = cell.get("answered", cell["measured"])
+    if not answered:
+        return "no /stats answer"
+    ms = cell["close_median_ms"]
+    if ms is None:
+        when = f"never ≤{cell['cut_s']:g} s"
+    elif cell["heartbeat_s"] and variant == "silent":
+        when = f"{cell['heartbeat_s']:g} s hb + {_n(ms - cell['heartbeat_s'] * 1000)} ms"
+    else:
+        when = f"{_n(ms)} ms"
+    text = f"{when} / {_n(cell['pulled_after_max'])}"
+    if answered < cell["streams"]:
+        text += f" ({answered} of {cell['streams']} read 3 events)"
+    return text
+
+
+def _memory(results: dict[str, Any], name: str) -> str:
+    cell = results[name].get("memory")
+    if (bad := _err(cell)) is not None:
+        return bad
+    if 2 * cell["open"] < cell["streams"]:
+        return f"– ({cell['open']} of {cell['streams']} open)"
+    text = _n(cell["kib_per_stream"], 1)
+    if cell["open"] < cell["streams"]:
+        text += f" ({cell['open']} open)"
+    return text
+
+
+def _slow(results: dict[str, Any], name: str) -> str:
+    cell = results[name].get("slow-reader")
+    if (bad := _err(cell)) is not None:
+        return bad
+    return f"{_n(cell['peak_growth_mb'], 1)} / {_n(cell['pulled_mb'], 1)}"
+
+
+def table(data: dict[str, Any]) -> str:
+    """The results as Markdown: one row per contender, then the kit's ratios."""
+    results: dict[str, Any] = data["results"]
+    keys = _concurrency_keys(results)
+    cfg = data["config"]
+    head = ["contender", f"throughput chunks/s ({cfg['throughput_chunks']:,} chunks)"]
+    head += [f"{k.split('-')[1]} streams wall" for k in keys]
+    if keys:
+        head.append(f"max active ({keys[-1].split('-')[1]})")
+    head += [
+        "first event ms",
+        "gap p50 / p99 ms",
+        "disconnect chatty: close / pulled after",
+        "disconnect silent: close / pulled after",
+        f"KiB per open stream ({cfg['memory_streams']:,})",
+        f"slow reader MB: RSS peak / pulled ({cfg['slow_bytes'] >> 20} MB"
+        f" in {cfg['slow_chunk'] >> 10} KiB chunks)",
+    ]
+    rows = []
+    for name in results:
+        row = [f"{name} ({BY_NAME[name].server})", _throughput(results, name)]
+        row += [_concurrency(results, name, k) for k in keys]
+        if keys:
+            row.append(_max_active(results, name, keys[-1]))
+        row += [*_latency(results, name), _disconnect(results, name, "chatty")]
+        row += [_disconnect(results, name, "silent"), _memory(results, name), _slow(results, name)]
+        rows.append(row)
+    lines = [_md(head, rows)]
+    kit = [n for n in results if BY_NAME[n].role == "kit"]
+    if kit:
+        lines.append("")
+        lines.append(_md(*_kit_ratios(data, kit, keys)))
+    for name, reason in data.get("skipped", {}).items():
+        lines.append(f"\nskipped {name}: {reason}")
+    return "\n".join(lines)
+
+
+def _kit_ratios(
+    data: dict[str, Any], kit: list[str], keys: list[str]
+) -> tuple[list[str], list[list[str]]]:
+    last = keys[-1] if keys else None
+    streams = last.split("-")[1] if last else ""
+    head = [
+        "kit contender",
+        "throughput vs floor / naive / sse-starlette",
+        f"{streams} streams wall vs floor / naive / sse-starlette",
+        "KiB per stream vs floor / sse-starlette",
+    ]
+    rows = []
+    for name in kit:
+        r = data["ratios"].get(name, {})
+        rows.append([
+            name,
+            " / ".join(_f(r.get(f"throughput_x_{o}")) for o in ("floor", "naive", "sse_starlette")),
+            " / ".join(
+                _f(r.get(f"{last}_wall_x_{o}")) for o in ("floor", "naive", "sse_starlette")
+            ) if last else "–",
+            " / ".join(_f(r.get(f"memory_x_{o}")) for o in ("floor", "sse_starlette")),
+        ])  # fmt: skip
+    return head, rows
+
+
+def _f(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "–"
+    return f"{value:.2f}x" if value < 10 else f"{value:.0f}x"
+
+
+def _md(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
