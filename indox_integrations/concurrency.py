@@ -25,6 +25,8 @@ __all__ = ["FeedTimeout", "TaskFeed", "ThreadFeed", "close_async", "close_sync",
 logger = logging.getLogger("indox_integrations")
 
 MAX_BUFFERED = 64
+MAX_BUFFERED_BYTES = 64 * 1024
+"""A feed stops pulling at this many chunks, or this many characters or bytes."""
 
 # Tasks hold no reference to themselves: keep each feed's task alive until it ends.
 _tasks: set[asyncio.Task[Any]] = set()
@@ -76,6 +78,7 @@ class _Batches:
 
     def __init__(self) -> None:
         self._items: deque[Any] = deque()
+        self._buffered = 0
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self.done = False
@@ -86,8 +89,17 @@ class _Batches:
     def _take(self) -> list[Any]:
         items = list(self._items)
         self._items.clear()
+        self._buffered = 0
         self._ready.notify_all()
         return items
+
+    def _full(self) -> bool:
+        return len(self._items) >= MAX_BUFFERED or self._buffered >= MAX_BUFFERED_BYTES
+
+    def _add(self, item: Any) -> None:
+        self._items.append(item)
+        if isinstance(item, (str, bytes, bytearray)):
+            self._buffered += len(item)
 
     def _wake(self) -> None:
         """Wake an async consumer; call with the lock held."""
@@ -114,18 +126,22 @@ class _Batches:
                 return self._take()
             self._loop = asyncio.get_running_loop()
             waiter = self._waiter = self._loop.create_future()
+        # A timer resolves the same future: one handle per wait, and no
+        # wait_for(), which before Python 3.12 can swallow a cancellation that
+        # lands with the result (CPython gh-86296); Django's ASGI handler
+        # cancels only once when the client leaves.
+        timer = None if timeout is None else self._loop.call_later(timeout, _resolve, waiter)
         try:
-            # Not wait_for(): before Python 3.12 it swallows a cancellation that
-            # lands in the same loop turn as the result (CPython gh-86296), and
-            # Django's ASGI handler cancels only once when the client leaves.
-            done, _ = await asyncio.wait((waiter,), timeout=timeout)
+            await waiter
         finally:
+            if timer is not None:
+                timer.cancel()
             with self._lock:
                 if self._waiter is waiter:
                     self._waiter = None
-        if not done:
-            raise FeedTimeout
         with self._lock:
+            if not self._items and not self.done:
+                raise FeedTimeout
             return self._take()
 
 
@@ -163,7 +179,7 @@ class ThreadFeed(_Batches):
         try:
             while True:
                 with self._lock:
-                    self._ready.wait_for(lambda: len(self._items) < MAX_BUFFERED or self._stopping)
+                    self._ready.wait_for(lambda: not self._full() or self._stopping)
                     if self._stopping:
                         return
                 try:
@@ -176,7 +192,7 @@ class ThreadFeed(_Batches):
                 with self._lock:
                     if self._stopping:
                         return
-                    self._items.append(item)
+                    self._add(item)
                     self._wake()
         finally:
             self._close()
@@ -242,7 +258,7 @@ class TaskFeed(_Batches):
         assert self._space is not None
         try:
             while True:
-                while len(self._items) >= MAX_BUFFERED:
+                while self._full():
                     self._space.clear()
                     await self._space.wait()
                 try:
@@ -255,7 +271,7 @@ class TaskFeed(_Batches):
                     self.error = exc
                     return
                 with self._lock:
-                    self._items.append(item)
+                    self._add(item)
                     waiter, self._waiter = self._waiter, None
                 if waiter is not None:
                     _resolve(waiter)

@@ -291,3 +291,40 @@ def test_a_cancel_landing_with_a_chunk_is_not_lost() -> None:
             await consumer
 
     asyncio.run(main())
+
+
+def test_back_pressure_counts_bytes_as_well_as_chunks() -> None:
+    """Megabyte chunks: a stalled consumer holds about 64 KiB, not 64 MB."""
+    pulled = 0
+
+    def big() -> Iterator[bytes]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield b"x" * 1_000_000
+
+    async def big_async() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield b"x" * 1_000_000
+            await asyncio.sleep(0)
+
+    feed = ThreadFeed(big())
+    feed.start()
+    assert wait_until(lambda: pulled >= 1)
+    time.sleep(0.2)
+    assert pulled <= 2
+    assert len(feed.get(1.0)) == 1
+    feed.stop()
+
+    async def main() -> None:
+        nonlocal pulled
+        pulled = 0
+        task_feed = TaskFeed(big_async())
+        task_feed.start()
+        await asyncio.sleep(0.2)
+        assert 1 <= pulled <= 2
+        task_feed.stop()
+
+    asyncio.run(main())
