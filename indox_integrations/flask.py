@@ -36,6 +36,7 @@ from .assets import HEADERS, STATIC_DIR
 from .clients import LLMRequest, call_client, client_error
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
 from .stream import StreamOptions, check_options, sse_stream
+from .wsgi import client_gone
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -69,7 +70,7 @@ def sse_response(
     """
     if not has_request_context():
         raise RuntimeError("sse_response() needs a request context: call it inside a Flask view")
-    stream = sse_stream(source, **options)
+    stream = sse_stream(source, client_gone(request.environ), **options)
     # Closing the context generator closes ``stream`` inside the request
     # context; the extra callback covers a response closed before its first
     # read, when that generator has not entered the stream yet.

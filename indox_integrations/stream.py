@@ -285,13 +285,16 @@ def _call(callback: Callback, value: Any) -> None:
 class SSEStream:
     """A sync iterator of encoded SSE bytes, for WSGI servers. See :func:`sse_stream`."""
 
-    def __init__(self, source: Any, **options: Any) -> None:
+    def __init__(
+        self, source: Any, client_gone: Callable[[], bool] | None = None, **options: Any
+    ) -> None:
         if hasattr(source, "__aiter__") or hasattr(source, "__await__"):
             raise TypeError(
                 f"expected a sync iterable for a WSGI server, got {type(source).__name__}; "
                 "serve async upstreams with async_sse_stream() under ASGI"
             )
         self._pipeline = _Pipeline(source, **options)
+        self._client_gone = client_gone
         self._iterator = self._run()
 
     def __iter__(self) -> SSEStream:
@@ -315,6 +318,10 @@ class SSEStream:
                 try:
                     items = feed.get(pipe.wait_time())
                 except FeedTimeout:
+                    # A WSGI server learns of a gone client only when a write
+                    # fails, which can take two writes; asking saves a heartbeat.
+                    if self._client_gone is not None and self._client_gone():
+                        return
                     data, final = pipe.on_silence()
                 else:
                     data, final = pipe.on_batch(items) if items else (pipe.on_end(), True)
@@ -382,7 +389,11 @@ class AsyncSSEStream:
             pipe.finish("client_disconnected")
 
 
-def sse_stream(source: Any, **options: Unpack[StreamOptions]) -> SSEStream:
+def sse_stream(
+    source: Any,
+    client_gone: Callable[[], bool] | None = None,
+    **options: Unpack[StreamOptions],
+) -> SSEStream:
     """Stream an LLM client's chunks as server-sent events, for WSGI servers.
 
     ``source`` is a sync chunk generator (or one full response).  Options
@@ -397,10 +408,13 @@ def sse_stream(source: Any, **options: Unpack[StreamOptions]) -> SSEStream:
     - ``expose_errors``: put the exception text into error events (off: no
       secrets leak; the traceback is always logged).
 
+    ``client_gone``, when given, is asked during silences whether the client
+    has left (see :func:`indox_integrations.wsgi.client_gone`).
+
         for data in sse_stream(client.completion(prompt, stream=True, return_generator=True)):
             write(data)
     """
-    return SSEStream(source, **options)
+    return SSEStream(source, client_gone, **options)
 
 
 def async_sse_stream(source: Any, **options: Unpack[StreamOptions]) -> AsyncSSEStream:

@@ -14,7 +14,7 @@ import pytest
 import indox_integrations
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["assets", "chunks", "clients", "concurrency", "demo", "requests", "sse", "stream"]
+CORE = ["assets", "chunks", "clients", "concurrency", "demo", "requests", "sse", "stream", "wsgi"]
 
 PUBLIC = [
     "STATIC_DIR",

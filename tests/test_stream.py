@@ -737,3 +737,29 @@ def test_sync_stream_runs_in_a_plain_thread_without_a_loop(tracker: Tracker) -> 
     thread.start()
     thread.join(10)
     assert texts(parse(out[0])) == ["tok0 ", "tok1 ", "tok2 "]
+
+
+def test_a_gone_client_reported_by_the_server_ends_a_silent_stream(tracker: Tracker) -> None:
+    """WSGI: a probe answering "gone" stops the stream at the first silence, no write needed."""
+    asked: list[float] = []
+
+    def gone() -> bool:
+        asked.append(time.monotonic())
+        return len(asked) >= 2
+
+    reports: list[StreamReport] = []
+    stream = sse_stream(
+        sync_upstream(tracker, chunks=3, first_delay=10, silent_step=0.01),
+        gone,
+        heartbeat=0.05,
+        on_complete=reports.append,
+    )
+    started = time.monotonic()
+    wire = b"".join(stream)
+    assert time.monotonic() - started < 2
+    assert wire == b": stream open\n\n: ping\n\n"  # one heartbeat, then the probe said gone
+    assert reports[0].outcome == "client_disconnected"
+    deadline = time.monotonic() + 1
+    while not tracker.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert tracker.snapshot()["closed"] == 1 and tracker.pulled == 0

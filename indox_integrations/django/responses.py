@@ -13,6 +13,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 
 from ..assets import HEADERS
 from ..stream import StreamOptions, async_sse_stream, sse_stream
+from ..wsgi import client_gone
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -72,7 +73,7 @@ def sse_response(
             options["on_complete"] = sync_to_async(on_complete)
         stream: Any = async_sse_stream(source, **options)
     else:
-        stream = sse_stream(source, **options)
+        stream = sse_stream(source, client_gone(getattr(request, "environ", {})), **options)
     response = StreamingHttpResponse(stream, status=status, headers={**HEADERS, **(headers or {})})
     # GZipMiddleware (Django <= 6.0) holds small writes back until its buffer
     # fills; it leaves a response alone that already has a Content-Encoding.
