@@ -143,10 +143,10 @@ def client_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
     or an unreachable provider is the server's (502, 504).  The message names
     the exception class and its first line, never a traceback.
     """
-    logger.error("the LLM client failed before streaming", exc_info=exc)
-    status = 502
     if isinstance(exc, RequestError):
         return exc.status, exc.as_json()
+    logger.error("the LLM client failed before streaming", exc_info=exc)
+    status = 502
     if isinstance(exc, (ValueError, LookupError)):
         status = 400
     name = type(exc).__name__
