@@ -145,3 +145,18 @@ def collect(
 def text_of(events: list[ServerSentEvent]) -> str:
     """The text the default (``message``) events carry, joined."""
     return "".join(e.data for e in events if e.event == "message")
+
+
+def remote_tracker(base_url: str) -> dict[str, Any]:
+    """A subprocess server's upstream Tracker snapshot, from its ``GET /_tracker``."""
+    return httpx.get(f"{base_url}/_tracker").json()  # type: ignore[no-any-return]
+
+
+def wait_closed(base_url: str, count: int = 1, timeout: float = 10.0) -> dict[str, Any]:
+    """Poll ``/_tracker`` until ``count`` upstreams are closed (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshot = remote_tracker(base_url)
+        if snapshot["closed"] >= count or time.monotonic() > deadline:
+            return snapshot
+        time.sleep(0.05)

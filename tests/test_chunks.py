@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.completion_usage import CompletionUsage
+from upstreams import GUIDE_NORMALIZED, GUIDE_USAGE
 
 from indox_integrations import (
     ErrorEvent,
@@ -21,24 +22,6 @@ from indox_integrations import (
     normalize_usage,
 )
 from indox_integrations.chunks import ChunkNormalizer
-
-GUIDE_USAGE = {
-    "is_usage_info": True,
-    "usage": {"tokens_prompt": 12, "tokens_completion": 80, "tokens_total": 92},
-    "cost": 0.000184,
-    "model": "openai/gpt-4o-mini",
-    "provider": "openai",
-    "finish_reason": "stop",
-}
-GUIDE_NORMALIZED = {
-    "prompt_tokens": 12,
-    "completion_tokens": 80,
-    "total_tokens": 92,
-    "cost": 0.000184,
-    "model": "openai/gpt-4o-mini",
-    "provider": "openai",
-    "finish_reason": "stop",
-}
 
 
 def events(chunks: Any) -> list[Event]:

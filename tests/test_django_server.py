@@ -27,9 +27,11 @@ from servers import (
     free_port,
     gunicorn_argv,
     process_server,
+    remote_tracker,
     text_of,
     uvicorn_argv,
 )
+from servers import wait_closed as wait_for_closed
 from upstreams import TRICKY_TEXTS
 
 TOKEN = "abcdefghijklmnopqrstuvwxyz012345"  # a valid unmasked CSRF secret
@@ -71,7 +73,7 @@ def server(running: Server) -> Iterator[Server]:
 
 
 def tracker(server: Server) -> dict[str, Any]:
-    return httpx.get(f"{server.url}/_tracker").json()  # type: ignore[no-any-return]
+    return remote_tracker(server.url)
 
 
 def sse(
@@ -81,12 +83,7 @@ def sse(
 
 
 def wait_closed(server: Server, count: int = 1, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot = tracker(server)
-        if snapshot["closed"] >= count or time.monotonic() > deadline:
-            return snapshot
-        time.sleep(0.05)
+    return wait_for_closed(server.url, count, timeout)
 
 
 def assert_serving(server: Server) -> None:

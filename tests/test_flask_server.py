@@ -20,8 +20,10 @@ from servers import (
     gunicorn_argv,
     process_server,
     text_of,
+    wait_closed,
     werkzeug_thread,
 )
+from servers import remote_tracker as tracker
 from upstreams import TRICKY_TEXTS
 
 
@@ -52,19 +54,6 @@ def sse(
 ) -> tuple[httpx.Response, list[ServerSentEvent]]:
     # A fresh dict: httpx-sse adds its Accept header to the one it is given.
     return collect(base_url, path, body, headers=dict(headers or {}))
-
-
-def tracker(base_url: str) -> dict[str, Any]:
-    return httpx.get(f"{base_url}/_tracker").json()  # type: ignore[no-any-return]
-
-
-def wait_closed(base_url: str, count: int = 1, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot = tracker(base_url)
-        if snapshot["closed"] >= count or time.monotonic() > deadline:
-            return snapshot
-        time.sleep(0.05)
 
 
 def assert_serving(base_url: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder
-from upstreams import Tracker, async_upstream, sync_upstream
+from upstreams import GUIDE_NORMALIZED, GUIDE_USAGE, Tracker, async_upstream, sync_upstream
 
 from indox_integrations import (
     AsyncDemoClient,
@@ -28,23 +28,6 @@ PING = b": ping\n\n"
 DONE = b"event: done\ndata: [DONE]\n\n"
 SECRET = "sk-test-123"
 
-GUIDE_USAGE = {
-    "is_usage_info": True,
-    "usage": {"tokens_prompt": 12, "tokens_completion": 80, "tokens_total": 92},
-    "cost": 0.000184,
-    "model": "openai/gpt-4o-mini",
-    "provider": "openai",
-    "finish_reason": "stop",
-}
-NORMALIZED = {
-    "prompt_tokens": 12,
-    "completion_tokens": 80,
-    "total_tokens": 92,
-    "cost": 0.000184,
-    "model": "openai/gpt-4o-mini",
-    "provider": "openai",
-    "finish_reason": "stop",
-}
 
 # sse_stream over a sync upstream; async_sse_stream over a sync one (thread) or an async one (task).
 MODES = ("sync", "async+sync", "async+async")
@@ -223,12 +206,12 @@ def test_usage_policy_and_on_usage(mode: str, tracker: Tracker, policy: str) -> 
     wire = consume(mode, source, usage=policy, on_usage=seen.append)
     events = parse(wire)
     assert texts(events) == ["a", "b"]
-    assert seen == [NORMALIZED]
+    assert seen == [GUIDE_NORMALIZED]
     if policy == "skip":
         assert named(events, "usage") == []
         assert b"tokens" not in wire
     else:
-        assert named(events, "usage") == [NORMALIZED]
+        assert named(events, "usage") == [GUIDE_NORMALIZED]
         assert [e.event for e in events[-2:]] == ["usage", "done"]
 
 
@@ -246,7 +229,7 @@ def test_async_on_usage_callback_runs_on_the_loop(tracker: Tracker) -> None:
         assert await await_until(lambda: bool(seen))
 
     asyncio.run(main())
-    assert seen == [NORMALIZED]
+    assert seen == [GUIDE_NORMALIZED]
 
 
 def test_client_disconnect_reports_partial_usage_sync() -> None:
@@ -580,7 +563,7 @@ def test_report_of_a_completed_stream(
     assert report.bytes == len(wire)
     assert report.time_to_first_token is not None
     assert 0.15 <= report.time_to_first_token <= report.duration <= took + 0.01
-    assert report.usage == NORMALIZED
+    assert report.usage == GUIDE_NORMALIZED
     assert report.error is None
     [record] = records()
     assert record.levelno == logging.INFO

@@ -29,6 +29,27 @@ TRICKY_TEXTS = [
 ]
 """Texts that must survive the wire exactly (no CR: CR and CRLF arrive as LF)."""
 
+GUIDE_USAGE = {
+    "is_usage_info": True,
+    "usage": {"tokens_prompt": 12, "tokens_completion": 80, "tokens_total": 92},
+    "cost": 0.000184,
+    "model": "openai/gpt-4o-mini",
+    "provider": "openai",
+    "finish_reason": "stop",
+}
+"""The usage chunk of indoxRouter's streaming guide."""
+
+GUIDE_NORMALIZED = {
+    "prompt_tokens": 12,
+    "completion_tokens": 80,
+    "total_tokens": 92,
+    "cost": 0.000184,
+    "model": "openai/gpt-4o-mini",
+    "provider": "openai",
+    "finish_reason": "stop",
+}
+"""What the kit makes of it."""
+
 
 @dataclass
 class Tracker:
