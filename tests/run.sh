@@ -12,6 +12,13 @@ if ! command -v chromium >/dev/null 2>&1; then
         sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
     fi
 fi
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null
+    fi
+fi
 
 python -m ruff check indox_integrations example_apps tests bench
 python -m ruff format --check indox_integrations example_apps tests bench
