@@ -53,6 +53,10 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
                     _get(results, name, key, "projected_s"),
                     _get(results, other, key, "projected_s"),
                 )
+                row[f"{key}_cpu_x_{label}"] = _ratio(
+                    _get(results, name, key, "cpu_us_per_chunk"),
+                    _get(results, other, key, "cpu_us_per_chunk"),
+                )
             row[f"memory_x_{label}"] = _ratio(
                 _get(results, name, "memory", "kib_per_stream"),
                 _get(results, other, "memory", "kib_per_stream"),
@@ -109,6 +113,15 @@ def _concurrency(results: dict[str, Any], name: str, key: str) -> str:
     elif not cell["cut"] and cell["complete"] < cell["streams"]:
         text += f" {cell['streams'] - cell['complete']} short"
     return text
+
+
+def _cpu(results: dict[str, Any], name: str, key: str) -> str:
+    cell = results[name].get(key)
+    if (bad := _err(cell)) is not None:
+        return bad
+    floor = _get(results, FLOOR, key, "cpu_us_per_chunk")
+    text = f"{_n(cell.get('cpu_us_per_chunk'))}{_x(_ratio(cell.get('cpu_us_per_chunk'), floor))}"
+    return text + (" cut" if cell["cut"] else "")
 
 
 def _max_active(results: dict[str, Any], name: str, key: str) -> str:
@@ -172,6 +185,7 @@ def table(data: dict[str, Any]) -> str:
     cfg = data["config"]
     head = ["contender", f"throughput chunks/s ({cfg['throughput_chunks']:,} chunks)"]
     head += [f"{k.split('-')[1]} streams wall" for k in keys]
+    head += [f"{k.split('-')[1]} streams server CPU µs per chunk" for k in keys]
     if keys:
         head.append(f"max active ({keys[-1].split('-')[1]})")
     head += [
@@ -187,6 +201,7 @@ def table(data: dict[str, Any]) -> str:
     for name in results:
         row = [f"{name} ({BY_NAME[name].server})", _throughput(results, name)]
         row += [_concurrency(results, name, k) for k in keys]
+        row += [_cpu(results, name, k) for k in keys]
         if keys:
             row.append(_max_active(results, name, keys[-1]))
         row += [*_latency(results, name), _disconnect(results, name, "chatty")]
@@ -211,6 +226,7 @@ def _kit_ratios(
         "kit contender",
         "throughput vs floor / naive / sse-starlette",
         f"{streams} streams wall vs floor / naive / sse-starlette",
+        f"{streams} streams CPU per chunk vs floor / naive / sse-starlette",
         "KiB per stream vs floor / sse-starlette",
     ]
     rows = []
@@ -221,6 +237,9 @@ def _kit_ratios(
             " / ".join(_f(r.get(f"throughput_x_{o}")) for o in ("floor", "naive", "sse_starlette")),
             " / ".join(
                 _f(r.get(f"{last}_wall_x_{o}")) for o in ("floor", "naive", "sse_starlette")
+            ) if last else "–",
+            " / ".join(
+                _f(r.get(f"{last}_cpu_x_{o}")) for o in ("floor", "naive", "sse_starlette")
             ) if last else "–",
             " / ".join(_f(r.get(f"memory_x_{o}")) for o in ("floor", "sse_starlette")),
         ])  # fmt: skip

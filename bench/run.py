@@ -212,6 +212,10 @@ def best_of(first: Any, second: Any) -> Any:
         best = max(runs, key=lambda r: r["chunks_per_s"])
     else:
         best = min(runs, key=lambda r: r["projected_s"] or float("inf"))
+        # CPU per chunk is a measure of its own: the lower of the two, too.
+        cpus = [r["cpu_us_per_chunk"] for r in runs if r.get("cpu_us_per_chunk") is not None]
+        if cpus:
+            best = {**best, "cpu_us_per_chunk": min(cpus)}
     return {**best, "runs": runs}
 
 

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from bench.client import EventCounter, body_for, check, make_client, now, read_stream, reset, stats
 from bench.contenders import Contender
 from bench.servers import Server
@@ -161,7 +163,8 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 async def concurrency(server: Server, contender: Contender, cfg: Config, streams: int) -> Result:
-    """``streams`` slow streams at once: wall time until all are read, with a cut."""
+    """``streams`` slow streams at once: wall time until all are read, with a cut, and
+    the server's CPU time over the same span per chunk delivered."""
     params = {
         "mode": contender.mode,
         "chunks": cfg.concurrency_chunks,
@@ -171,7 +174,10 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
     counters = [EventCounter() for _ in range(streams)]
     finished: list[float] = []
     errors: list[str] = []
+    harness = psutil.Process()
     async with make_client(server.url, connections=streams) as client:
+        cpu_before = server.cpu_seconds()
+        client_before = _cpu(harness)
         start = now()
 
         async def one(counter: EventCounter) -> None:
@@ -200,6 +206,9 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
         for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Measured before anything else asks the server for work (the stats call).
+        cpu = server.cpu_seconds() - cpu_before
+        client_cpu = _cpu(harness) - client_before
         counts = await stats(client, server.stats_url, timeout=2.0)
     complete = sum(1 for c in counters if c.events == cfg.concurrency_chunks and c.done)
     wall = (max(finished) - start) if not cut and finished else elapsed
@@ -216,7 +225,15 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
         "max_active": counts["max_active"] if counts else None,
+        "server_cpu_s": cpu,
+        "cpu_us_per_chunk": cpu / received * 1e6 if received else None,
+        "client_cpu_s": client_cpu,
     }
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def disconnect(chatty: Server, silent: Server, contender: Contender, cfg: Config) -> Result:

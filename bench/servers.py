@@ -47,7 +47,13 @@ class Server:
     """A running contender server; ``pid`` is the process that serves requests
     (gunicorn's worker, not its arbiter)."""
 
-    def __init__(self, contender: Contender, log_dir: Path, label: str) -> None:
+    def __init__(
+        self,
+        contender: Contender,
+        log_dir: Path,
+        label: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.contender = contender
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -56,7 +62,7 @@ class Server:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{contender.name}.{label}.log"
         self._log = self.log_path.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(contender.env)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(contender.env), **(env or {})}
         env["BENCH_STATS_PORT"] = str(self.stats_port)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
@@ -96,6 +102,25 @@ class Server:
     def rss(self) -> int:
         """Resident memory of the serving process, in bytes (VmRSS)."""
         return int(psutil.Process(self.pid).memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server so far: every thread of the serving
+        process, and for gunicorn the arbiter too (threads that ended included)."""
+        total = 0.0
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(self.process.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+        return total
+
+    def threads(self) -> int | None:
+        """Threads of the serving process now."""
+        try:
+            return int(psutil.Process(self.pid).num_threads())
+        except psutil.NoSuchProcess:
+            return None
 
     def log_tail(self, limit: int = 3000) -> str:
         self._log.flush()
