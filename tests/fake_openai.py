@@ -2,14 +2,98 @@
 
 with FakeOpenAI() as server:
     client = openai.OpenAI(api_key="test", base_url=server.url + "/v1", max_retries=0)
+
+A :class:`Deltas` script streams any delta OpenAI-compatible servers send:
+reasoning (``reasoning_content`` as DeepSeek, ``reasoning`` as vLLM and
+OpenRouter), parallel tool calls with their arguments in pieces, refusals,
+and any finish reason:
+
+    server.scripts["m"] = Deltas(
+        (reasoning("Hmm."), "Let me look.", tool_calls(call(0, "{", "call_1", "get_weather"))),
+        finish_reason="tool_calls",
+    )
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from fake_indoxrouter import FakeServer, Script, _Handler, usage_of
+
+
+@dataclass(frozen=True)
+class Deltas(Script):
+    """A script of raw deltas: each of ``texts`` is one chunk's ``choices[0].delta``
+    (a str stands for ``{"content": text}``); the stream ends with ``finish_reason``."""
+
+    texts: tuple[Any, ...] = ()
+    finish_reason: str = "stop"
+
+
+def reasoning(text: str, field: str = "reasoning_content") -> dict[str, Any]:
+    """A reasoning delta; ``field`` is ``reasoning_content`` or ``reasoning``."""
+    return {field: text}
+
+
+def refusal(text: str) -> dict[str, Any]:
+    return {"content": None, "refusal": text}
+
+
+def call(
+    index: int, arguments: str = "", id: str | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """One tool call's piece: the first names the call (``id``, ``name``), the next ones
+    carry only ``index`` and more ``arguments``, as OpenAI streams them."""
+    piece: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+    if id is not None:
+        piece["id"] = id
+        piece["type"] = "function"
+    if name is not None:
+        piece["function"]["name"] = name
+    return piece
+
+
+def tool_calls(*calls: dict[str, Any]) -> dict[str, Any]:
+    """A delta with one or more tool call pieces (parallel calls share a delta)."""
+    return {"content": None, "tool_calls": list(calls)}
+
+
+def _delta(item: Any) -> dict[str, Any]:
+    return {"content": item} if isinstance(item, str) else dict(item)
+
+
+def full_message(items: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``message`` of a non-streamed answer: the deltas added up."""
+    content: list[str] = []
+    refusals: list[str] = []
+    thoughts: dict[str, list[str]] = {}
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in map(_delta, items):
+        content.append(delta.get("content") or "")
+        refusals.append(delta.get("refusal") or "")
+        for field in ("reasoning_content", "reasoning"):
+            if delta.get(field):
+                thoughts.setdefault(field, []).append(delta[field])
+        for piece in delta.get("tool_calls") or ():
+            whole = calls.setdefault(
+                piece["index"],
+                {"id": None, "type": "function", "function": {"name": None, "arguments": ""}},
+            )
+            whole["id"] = piece.get("id") or whole["id"]
+            function = piece.get("function") or {}
+            whole["function"]["name"] = function.get("name") or whole["function"]["name"]
+            whole["function"]["arguments"] += function.get("arguments") or ""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(content) or None,
+        "refusal": "".join(refusals) or None,
+        **{field: "".join(parts) for field, parts in thoughts.items()},
+    }
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    return message
 
 
 class FakeOpenAI(FakeServer):
@@ -57,14 +141,15 @@ class FakeOpenAI(FakeServer):
         delta = {"role": "assistant", "content": ""}
         return [self._chunk(model, [{"index": 0, "delta": delta, "finish_reason": None}])]
 
-    def text_chunk(self, kind: str, model: str, text: str) -> dict[str, Any]:
-        return self._chunk(model, [{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+    def text_chunk(self, kind: str, model: str, text: Any) -> dict[str, Any]:
+        return self._chunk(model, [{"index": 0, "delta": _delta(text), "finish_reason": None}])
 
     def include_usage(self, body: dict[str, Any]) -> bool:
         return bool((body.get("stream_options") or {}).get("include_usage"))
 
     def closing_chunks(self, kind: str, model: str, usage: dict[str, int] | None) -> list[Any]:
-        chunks = [self._chunk(model, [{"index": 0, "delta": {}, "finish_reason": "stop"}])]
+        reason = self._finish_reason(model)
+        chunks = [self._chunk(model, [{"index": 0, "delta": {}, "finish_reason": reason}])]
         if usage is not None:
             chunks.append(self._chunk(model, [], usage=usage))
         return chunks
@@ -72,13 +157,18 @@ class FakeOpenAI(FakeServer):
     def error_chunk(self, message: str) -> dict[str, Any]:
         return {"error": {"message": message, "type": "server_error"}}
 
+    def _finish_reason(self, model: str) -> str:
+        script = self.script_for(model)
+        return script.finish_reason if isinstance(script, Deltas) else "stop"
+
     def full_response(self, body: dict[str, Any], script: Script) -> dict[str, Any]:
-        message = {"role": "assistant", "content": "".join(script.texts), "refusal": None}
+        message = full_message(script.texts)
+        reason = self._finish_reason(str(body.get("model")))
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": reason}],
             "usage": usage_of(body, len(script.texts)),
         }
