@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from .assets import STATIC_DIR, static_file
-from .chunks import (
-    ErrorEvent,
-    Event,
-    TextEvent,
-    UnsupportedChunkError,
-    UsageEvent,
-    aiter_events,
-    iter_events,
-    normalize_usage,
-)
+from .chunks import UnsupportedChunkError, aiter_events, iter_events, normalize_usage
 from .clients import acall_client, call_client, client_error
 from .demo import AsyncDemoClient, DemoClient, DemoProviderError
+from .events import (
+    ErrorEvent,
+    Event,
+    FinishEvent,
+    FinishReason,
+    ReasoningEvent,
+    TextEvent,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
+    UsageEvent,
+)
+from .protocols import PROTOCOLS, StreamProtocol, get_protocol
 from .requests import (
     ChatRequest,
     CompletionRequest,
@@ -47,12 +50,19 @@ __all__ = [
     "DemoProviderError",
     "ErrorEvent",
     "Event",
+    "FinishEvent",
+    "FinishReason",
     "Limits",
+    "PROTOCOLS",
+    "ReasoningEvent",
     "RequestError",
     "SSEStream",
     "StreamOptions",
+    "StreamProtocol",
     "StreamReport",
     "TextEvent",
+    "ToolCallDeltaEvent",
+    "ToolCallEvent",
     "UnsupportedChunkError",
     "UsageEvent",
     "UsagePolicy",
@@ -65,6 +75,7 @@ __all__ = [
     "encode_comment",
     "encode_data",
     "encode_event",
+    "get_protocol",
     "iter_events",
     "normalize_usage",
     "parse_chat",

@@ -3,12 +3,16 @@
 Models: ``demo/story`` streams prose word by word, ``demo/echo`` streams the
 prompt (or the last user message) back exactly in chunks of 1 to 8
 characters, ``demo/fail`` streams a few chunks and then fails the way a
-provider error would.  Streams end with the usage dict of indoxRouter's guide.
+provider error would, ``demo/think`` streams its reasoning and then the answer,
+``demo/tools`` streams a ``get_weather`` tool call whose arguments arrive in
+pieces.  Reasoning and tool calls come as OpenAI-style delta chunks, as
+indoxRouter relays them.  Streams end with the usage dict of indoxRouter's guide.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import time
@@ -17,7 +21,7 @@ from typing import Any
 
 __all__ = ["AsyncDemoClient", "DemoClient", "DemoProviderError", "MODELS"]
 
-MODELS = ("demo/story", "demo/echo", "demo/fail")
+MODELS = ("demo/story", "demo/echo", "demo/fail", "demo/think", "demo/tools")
 
 STORY = """\
 Unit Seven had been built to weld car doors, and for eleven years it did \
@@ -40,12 +44,45 @@ been welded shut."""
 
 _FAIL_TEXT = "This answer starts well, but the provider is about to"
 
+_THOUGHTS = """The user asked: {prompt}
+A short answer is best. Let me think it through in two steps,
+then answer plainly."""
+
+_ANSWER = "Here is my answer, after thinking it over: keep it short, and keep it kind."
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def _delta(**delta: Any) -> dict[str, Any]:
+    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+
+
+def _think(prompt: str) -> list[Any]:
+    thoughts = _words(_THOUGHTS.format(prompt=prompt.strip()[:200] or "nothing"))
+    return [_delta(reasoning_content=piece) for piece in thoughts] + _words(_ANSWER)
+
+
+def _tools(prompt: str) -> list[Any]:
+    found = re.search(r"\bin ([A-Z][\w-]*(?: [A-Z][\w-]*)*)", prompt)
+    arguments = json.dumps({"city": found.group(1) if found else "Paris", "unit": "celsius"})
+    pieces = [arguments[i : i + 7] for i in range(0, len(arguments), 7)]
+    first = {"index": 0, "id": "call_demo_1", "type": "function"}
+    calls = [{**first, "function": {"name": "get_weather", "arguments": ""}}]
+    calls += [{"index": 0, "function": {"arguments": piece}} for piece in pieces]
+    return [_delta(tool_calls=[call]) for call in calls]
+
 
 class DemoProviderError(RuntimeError):
     """Raised mid-stream by ``demo/fail``, as a provider error would be."""
 
 
-def _chunks(model: str, prompt: str) -> list[str]:
+def _chunks(model: str, prompt: str) -> list[Any]:
+    if model == "demo/think":
+        return _think(prompt)
+    if model == "demo/tools":
+        return _tools(prompt)
     if model == "demo/echo":
         rng = random.Random(len(prompt))
         pieces, i = [], 0
@@ -54,8 +91,7 @@ def _chunks(model: str, prompt: str) -> list[str]:
             pieces.append(prompt[i : i + size])
             i += size
         return pieces
-    text = STORY if model == "demo/story" else _FAIL_TEXT
-    return re.findall(r"\S+\s*|\s+", text)
+    return _words(STORY if model == "demo/story" else _FAIL_TEXT)
 
 
 def _check_model(model: str) -> None:
@@ -76,7 +112,7 @@ class _Run:
     def __init__(self, model: str, prompt: str, max_tokens: int | None) -> None:
         _check_model(model)
         chunks = _chunks(model, prompt)
-        self.finish_reason = "stop"
+        self.finish_reason = "tool_calls" if model == "demo/tools" else "stop"
         if max_tokens is not None and len(chunks) > max_tokens:
             chunks, self.finish_reason = chunks[:max_tokens], "length"
         self.model = model
@@ -86,7 +122,7 @@ class _Run:
         self.fails = model == "demo/fail"
 
     def text(self) -> str:
-        return "".join(self.chunks)
+        return "".join(chunk for chunk in self.chunks if isinstance(chunk, str))
 
     def usage(self, finished: bool = True) -> dict[str, Any]:
         total = self.prompt_tokens + self.sent

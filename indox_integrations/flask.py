@@ -32,7 +32,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         'indox_integrations.flask needs Flask: pip install "indox-integrations[flask]"'
     ) from err
 
-from .assets import HEADERS, STATIC_DIR
+from .assets import STATIC_DIR
 from .clients import LLMRequest, call_client, client_error
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
 from .stream import StreamOptions, check_options, sse_stream
@@ -77,7 +77,7 @@ def sse_response(
     body = ClosingIterator(cast(Iterator[bytes], stream_with_context(stream)), [stream.close])
     # direct_passthrough: the server iterates our bytes as they are, with no
     # re-encoding layer and no Content-Length.
-    return current_app.response_class(body, headers=HEADERS, direct_passthrough=True)
+    return current_app.response_class(body, headers=dict(stream.headers), direct_passthrough=True)
 
 
 class _Blueprint(Blueprint):

@@ -16,7 +16,6 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         'indox_integrations.starlette needs Starlette: pip install "indox-integrations[starlette]"'
     ) from err
 
-from .assets import HEADERS
 from .stream import AsyncSSEStream, StreamOptions, async_sse_stream
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ class SSEResponse(StreamingResponse):
         super().__init__(
             self.stream,
             status_code=status_code,
-            headers={**HEADERS, **(headers or {})},
+            headers={**self.stream.headers, **(headers or {})},
             background=background,
         )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import sys
 import time
@@ -16,9 +15,10 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapp
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from .chunks import ChunkNormalizer, ErrorEvent, TextEvent, UnsupportedChunkError, is_full_response
+from .chunks import ChunkNormalizer, UnsupportedChunkError, is_full_response
 from .concurrency import FeedTimeout, TaskFeed, ThreadFeed, close_async, close_sync, keep_running
-from .sse import encode_comment, encode_data, encode_event
+from .events import ErrorEvent, FinishEvent, TextEvent, UsageEvent
+from .protocols import StreamProtocol, get_protocol
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -42,10 +42,6 @@ logger = logging.getLogger("indox_integrations")
 
 UsagePolicy = Literal["skip", "attach"]
 Outcome = Literal["completed", "client_disconnected", "upstream_error", "timeout"]
-
-OPEN = encode_comment("stream open")
-PING = encode_comment("ping")
-DONE = encode_event("[DONE]", event="done")
 
 
 @dataclass(frozen=True)
@@ -73,6 +69,7 @@ class StreamOptions(TypedDict, total=False):
     heartbeat: float | None
     idle_timeout: float | None
     expose_errors: bool
+    protocol: str | StreamProtocol
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -87,10 +84,16 @@ def check_options(options: Mapping[str, Any]) -> None:
         value = options.get(name)
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be a positive number of seconds or None")
+    protocol = options.get("protocol", "indox")
+    if not isinstance(protocol, StreamProtocol):
+        get_protocol(protocol)
 
 
-def _error_event(kind: str, message: str) -> bytes:
-    return encode_event(json.dumps({"type": kind, "message": message}), event="error") + DONE
+def _wire(protocol: str | StreamProtocol, attach_usage: bool) -> StreamProtocol:
+    """The encoder for one stream: a protocol's name, or an encoder made for it."""
+    if isinstance(protocol, StreamProtocol):
+        return protocol
+    return get_protocol(protocol)(attach_usage=attach_usage)
 
 
 class _Pipeline:
@@ -106,8 +109,16 @@ class _Pipeline:
         heartbeat: float | None = 15.0,
         idle_timeout: float | None = 300.0,
         expose_errors: bool = False,
+        protocol: str | StreamProtocol = "indox",
     ) -> None:
-        check_options({"usage": usage, "heartbeat": heartbeat, "idle_timeout": idle_timeout})
+        check_options(
+            {
+                "usage": usage,
+                "heartbeat": heartbeat,
+                "idle_timeout": idle_timeout,
+                "protocol": protocol,
+            }
+        )
         if not (
             is_full_response(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")
         ):
@@ -116,7 +127,7 @@ class _Pipeline:
                 f"got {type(source).__name__}"
             )
         self.source = source
-        self.attach_usage = usage == "attach"
+        self.wire = _wire(protocol, usage == "attach")
         self.on_usage = on_usage
         self.on_complete = on_complete
         self.heartbeat = heartbeat
@@ -159,14 +170,15 @@ class _Pipeline:
         if self.idle_timeout is not None and now - self.last_activity >= self.idle_timeout:
             self.outcome = "timeout"
             message = f"no data from the model for {self.idle_timeout:g} s"
-            return self.wrote(_error_event("timeout", message)), True
+            return self.wrote(self.wire.error("timeout", message)), True
         if self.heartbeat is not None and now - self.last_write >= self.heartbeat:
-            return self.wrote(PING), False
+            return self.wrote(self.wire.ping()), False
         return b"", False
 
     def on_batch(self, items: list[Any]) -> tuple[bytes, bool]:
         """Encode a batch of chunks; True when the stream must end here."""
         self.last_activity = time.monotonic()
+        wire = self.wire
         out = []
         for item in items:
             self.chunks += 1
@@ -176,15 +188,20 @@ class _Pipeline:
                 out.append(self.fail(exc, "invalid_chunk", str(exc)))
                 return self.wrote(b"".join(out)), True
             for event in events:
-                if type(event) is TextEvent:
+                kind = type(event)
+                if kind is UsageEvent:
+                    self.usage = event.usage  # type: ignore[union-attr]
+                elif kind is ErrorEvent:
+                    out.append(self.fail(None, event.type, event.message))  # type: ignore[union-attr]
+                    return self.wrote(b"".join(out)), True
+                elif kind is not FinishEvent:  # the finish reason goes out at the end
                     if self.first_token is None:
                         self.first_token = time.monotonic() - self.started
-                    out.append(encode_data(event.text))
-                elif type(event) is ErrorEvent:
-                    out.append(self.fail(None, event.type, event.message))
-                    return self.wrote(b"".join(out)), True
-                else:
-                    self.usage = event.usage  # type: ignore[union-attr]
+                    out.append(
+                        wire.text(event.text)  # type: ignore[union-attr]
+                        if kind is TextEvent
+                        else wire.encode(event)
+                    )
         return self.wrote(b"".join(out)), False
 
     def on_end(self) -> bytes:
@@ -195,16 +212,16 @@ class _Pipeline:
         out = b""
         try:
             for event in self.normalizer.finish():
-                if type(event) is TextEvent:
-                    out += encode_data(event.text)
+                if type(event) is UsageEvent:
+                    self.usage = event.usage
+                elif type(event) is TextEvent:
+                    out += self.wire.text(event.text)
                 else:
-                    self.usage = event.usage  # type: ignore[union-attr]
+                    out += self.wire.encode(event)
         except Exception as exc:
             return self.wrote(self.fail(exc, "upstream_error", "the model stream failed"))
-        if self.attach_usage and self.usage is not None:
-            out += encode_event(json.dumps(self.usage), event="usage")
         self.outcome = "completed"
-        return self.wrote(out + DONE)
+        return self.wrote(out + self.wire.end(self.normalizer.end_reason(), self.usage))
 
     def fail(self, exc: BaseException | None, kind: str, message: str) -> bytes:
         self.outcome = "upstream_error"
@@ -215,7 +232,7 @@ class _Pipeline:
                 if self.expose_errors
                 else f"{message} ({type(exc).__name__})"
             )
-        return _error_event(kind, message)
+        return self.wire.error(kind, message)
 
     def finish(self, outcome: Outcome) -> None:
         """Close the upstream, report usage and outcome: exactly once."""
@@ -297,6 +314,11 @@ class SSEStream:
         self._client_gone = client_gone
         self._iterator = self._run()
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers of this stream's protocol."""
+        return self._pipeline.wire.headers
+
     def __iter__(self) -> SSEStream:
         return self
 
@@ -311,7 +333,7 @@ class SSEStream:
     def _run(self) -> Generator[bytes, None, None]:
         pipe = self._pipeline
         try:
-            yield pipe.wrote(OPEN)
+            yield pipe.wrote(pipe.wire.open())
             feed = pipe.feed = ThreadFeed(pipe.upstream())
             feed.start()
             while True:
@@ -349,6 +371,11 @@ class AsyncSSEStream:
         self._pipeline = _Pipeline(source, **options)
         self._iterator = self._run()
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The response headers of this stream's protocol."""
+        return self._pipeline.wire.headers
+
     def __aiter__(self) -> AsyncSSEStream:
         return self
 
@@ -368,7 +395,7 @@ class AsyncSSEStream:
     async def _run(self) -> AsyncGenerator[bytes, None]:
         pipe = self._pipeline
         try:
-            yield pipe.wrote(OPEN)
+            yield pipe.wrote(pipe.wire.open())
             upstream = pipe.upstream()
             feed: TaskFeed | ThreadFeed
             feed = TaskFeed(upstream) if hasattr(upstream, "__aiter__") else ThreadFeed(upstream)
@@ -406,7 +433,9 @@ def sse_stream(
     - ``idle_timeout``: seconds without a chunk before a ``timeout`` error event
       (300; ``None``: off);
     - ``expose_errors``: put the exception text into error events (off: no
-      secrets leak; the traceback is always logged).
+      secrets leak; the traceback is always logged);
+    - ``protocol``: the wire, ``"indox"`` (default), ``"openai"`` or ``"ai-sdk"``
+      (see :mod:`indox_integrations.protocols`).
 
     ``client_gone``, when given, is asked during silences whether the client
     has left (see :func:`indox_integrations.wsgi.client_gone`).

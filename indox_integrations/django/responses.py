@@ -11,7 +11,6 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, StreamingHttpResponse
 
-from ..assets import HEADERS
 from ..stream import StreamOptions, async_sse_stream, sse_stream
 from ..wsgi import client_gone
 
@@ -74,7 +73,9 @@ def sse_response(
         stream: Any = async_sse_stream(source, **options)
     else:
         stream = sse_stream(source, client_gone(getattr(request, "environ", {})), **options)
-    response = StreamingHttpResponse(stream, status=status, headers={**HEADERS, **(headers or {})})
+    response = StreamingHttpResponse(
+        stream, status=status, headers={**stream.headers, **(headers or {})}
+    )
     # GZipMiddleware (Django <= 6.0) holds small writes back until its buffer
     # fills; it leaves a response alone that already has a Content-Encoding.
     # An empty one is an empty list of codings (RFC 9110, 5.6.1 and 8.4).
