@@ -78,15 +78,60 @@ export interface StreamError {
   [key: string]: unknown;
 }
 
+/** A tool call as it streams: one `event: tool_call_delta` block. */
+export interface ToolCallDelta {
+  /** Which call this piece belongs to; parallel calls have distinct indexes. */
+  index: number;
+  /** The call's id, in its first delta; `null` after. */
+  id: string | null;
+  /** The function's name, in its first delta; `null` after. */
+  name: string | null;
+  /** The next piece of the arguments' JSON text. */
+  arguments: string;
+  [key: string]: unknown;
+}
+
+/** A tool call so far: its deltas gathered, `arguments` the JSON text received until now. */
+export interface PartialToolCall {
+  index: number;
+  id: string | null;
+  name: string | null;
+  arguments: string;
+}
+
+/** A completed tool call: one `event: tool_call` block. */
+export interface ToolCall {
+  index: number;
+  id: string | null;
+  name: string | null;
+  /** The parsed JSON arguments; the raw text when `invalid_arguments` is true. */
+  arguments: unknown;
+  /** True when the arguments were not valid JSON and arrive as the raw text. */
+  invalid_arguments?: boolean;
+  [key: string]: unknown;
+}
+
+/**
+ * Why the model stopped: `event: finish`, or `"stop"` (`"error"` after an error event) when
+ * `event: done` came without one. Servers may add reasons; treat unknown ones as `"other"`.
+ */
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter' | 'error' | 'other' | (string & {});
+
 /** Options of {@link streamCompletion}. */
 export interface StreamCompletionOptions {
   /** Each text delta and the text so far. */
   onText?(delta: string, fullText: string): void;
+  /** Each reasoning delta (`event: reasoning`) and the reasoning so far. */
+  onReasoning?(delta: string, fullReasoning: string): void;
+  /** Each piece of a streaming tool call, and that call so far (a copy). */
+  onToolCallDelta?(delta: ToolCallDelta, call: PartialToolCall): void;
+  /** Each completed tool call, arguments parsed. */
+  onToolCall?(call: ToolCall): void;
   /** The usage, when the server attaches it. */
   onUsage?(usage: Usage): void;
   /** A stream error, or the idle timeout. */
   onError?(error: StreamError): void;
-  /** Every event, before the callbacks above. */
+  /** Every event, before the callbacks above; also events this module does not know. */
   onEvent?(event: SSEEvent): void;
   /** Aborting stops the request; the promise then resolves with `aborted: true`. */
   signal?: AbortSignal;
@@ -104,6 +149,15 @@ export interface StreamCompletionOptions {
 export interface StreamCompletionResult {
   /** All text deltas joined. */
   text: string;
+  /** All reasoning deltas joined (`""` when the model streamed none). */
+  reasoning: string;
+  /** The completed tool calls, in the order they arrived. */
+  toolCalls: ToolCall[];
+  /**
+   * From `event: finish`; `"stop"` when `event: done` came without one (`"error"` if an error
+   * event came first); `undefined` for a stream cut off before either.
+   */
+  finishReason: FinishReason | undefined;
   usage: Usage | undefined;
   /** The last stream error (or the idle timeout), if any. */
   error: StreamError | undefined;
@@ -111,6 +165,12 @@ export interface StreamCompletionResult {
   aborted: boolean;
   /** True when the server's `event: done` arrived; false for a cut-off stream. */
   done: boolean;
+  /** The resume URL of a resumable stream, else `undefined`. */
+  resumeUrl: string | undefined;
+  /** The last event id seen (`""` if none). */
+  lastEventId: string;
+  /** How many times the stream was reconnected. */
+  reconnects: number;
 }
 
 /** The rejection of {@link streamCompletion} for a non-2xx reply. */

@@ -19,6 +19,22 @@ const streaming = (chunks, options) => {
   return { ...source, fetch: fakeFetch(() => new Response(source.stream)) };
 };
 
+/** A whole result: `fields` over the defaults of a plain stream. */
+const outcome = (fields) => ({
+  text: '',
+  reasoning: '',
+  toolCalls: [],
+  finishReason: undefined,
+  usage: undefined,
+  error: undefined,
+  aborted: false,
+  done: false,
+  resumeUrl: undefined,
+  lastEventId: '',
+  reconnects: 0,
+  ...fields,
+});
+
 const WIRE = [
   ': stream open\n\n',
   'data: Hel\n\n',
@@ -59,7 +75,7 @@ describe('streamCompletion', () => {
       ['error', error],
       ['event', 'done'],
     ]);
-    assert.deepEqual(result, { text: 'Hello\nworld', usage, error, aborted: false, done: true });
+    assert.deepEqual(result, outcome({ text: 'Hello\nworld', usage, error, done: true, finishReason: 'error' }));
     assert.equal(state.cancelled, true, 'the rest of the stream is cancelled after done');
   });
 
@@ -86,7 +102,7 @@ describe('streamCompletion', () => {
   test('a stream cut off before done resolves with done: false', async () => {
     const { fetch } = streaming(['data: par', 'tial\n\ndata: lost']);
     const result = await streamCompletion('/s', {}, { fetch: fetch.fetch });
-    assert.deepEqual(result, { text: 'partial', usage: undefined, error: undefined, aborted: false, done: false });
+    assert.deepEqual(result, outcome({ text: 'partial' }));
   });
 
   test('aborting the signal resolves with aborted: true and cancels the stream', async () => {
@@ -97,7 +113,7 @@ describe('streamCompletion', () => {
       signal: controller.signal,
       onText: () => setTimeout(() => controller.abort(), 5),
     });
-    assert.deepEqual(result, { text: 'a', usage: undefined, error: undefined, aborted: true, done: false });
+    assert.deepEqual(result, outcome({ text: 'a', aborted: true }));
     assert.equal(state.cancelled, true);
     assert.equal(fetch.calls[0].init.signal.aborted, true, 'the fetch is aborted too');
   });
@@ -142,7 +158,7 @@ describe('streamCompletion', () => {
     const chunks = [...Array(6).fill(': ping\n'), 'data: ok\n\nevent: done\ndata: [DONE]\n\n'];
     const { fetch } = streaming(chunks, { delay: 25 });
     const result = await streamCompletion('/s', {}, { fetch: fetch.fetch, timeout: 80 });
-    assert.deepEqual(result, { text: 'ok', usage: undefined, error: undefined, aborted: false, done: true });
+    assert.deepEqual(result, outcome({ text: 'ok', done: true, finishReason: 'stop' }));
   });
 
   const errorReplies = [
@@ -208,7 +224,7 @@ describe('streamCompletion', () => {
     const deltas = [];
     const result = await streamCompletion('/s', {}, { fetch: fetch.fetch, onText: (delta) => deltas.push(delta) });
     assert.deepEqual(deltas, ['a', 'b']);
-    assert.deepEqual(result, { text: 'ab', usage: { total_tokens: 1 }, error: undefined, aborted: false, done: true });
+    assert.deepEqual(result, outcome({ text: 'ab', usage: { total_tokens: 1 }, done: true, finishReason: 'stop' }));
   });
 
   test('an error event that is not JSON keeps its text', async () => {
