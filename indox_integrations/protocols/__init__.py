@@ -6,13 +6,57 @@ A protocol knows one wire format and nothing about frameworks or clients.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+import asyncio
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..assets import HEADERS
+from ..chunks import aiter_events, is_full_response, iter_events
 from ..events import Event, FinishReason
+from ..requests import Limits
 
-__all__ = ["PROTOCOLS", "StreamProtocol", "get_protocol"]
+if TYPE_CHECKING:
+    from ..clients import LLMRequest
+
+__all__ = [
+    "PROTOCOLS",
+    "Call",
+    "Reply",
+    "Route",
+    "StreamProtocol",
+    "acollect",
+    "collect",
+    "get_protocol",
+]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint a protocol serves, relative to where it is mounted."""
+
+    method: str
+    path: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A JSON answer: an error, a listing, or a non-streamed completion."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A valid request: call the client with ``request``, then answer with ``encoder``
+    (a stream), or, when it is ``None``, with ``reply(events)`` for the whole answer."""
+
+    request: LLMRequest
+    encoder: StreamProtocol | None
+    reply: Callable[[list[Event]], Reply] | None = None
 
 
 class StreamProtocol:
@@ -25,6 +69,32 @@ class StreamProtocol:
     name: ClassVar[str]
     headers: ClassVar[Mapping[str, str]] = HEADERS
     """Response headers of a stream in this protocol."""
+    routes: ClassVar[tuple[Route, ...]] = ()
+    """The endpoints a router, blueprint or URLconf serves for this protocol."""
+    csrf_exempt: ClassVar[bool] = False
+    """Whether Django serves its views without CSRF checks (API clients with bearer keys)."""
+
+    @classmethod
+    def handle(
+        cls,
+        route: Route,
+        body: bytes,
+        headers: Mapping[str, str],
+        limits: Limits,
+        *,
+        api_keys: Collection[str] | None = None,
+    ) -> Reply | Call:
+        """Check and parse one request to ``route``: a :class:`Reply` ends it at once.
+
+        ``body`` holds at most ``limits.max_body_bytes + 1`` bytes (more means too
+        large); ``headers`` have lower-case names.  Never calls the client.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def client_error(cls, exc: BaseException) -> Reply:
+        """The answer for a client that failed before streaming (or while collecting)."""
+        raise NotImplementedError
 
     def __init__(self, *, attach_usage: bool = False, model: str | None = None) -> None:
         self.attach_usage = attach_usage
@@ -53,6 +123,18 @@ class StreamProtocol:
     def end(self, reason: FinishReason, usage: dict[str, Any] | None) -> bytes:
         """A normal end: the finish reason, the usage if wanted, the end marker."""
         raise NotImplementedError
+
+
+def collect(source: Any) -> list[Event]:
+    """Every event of a sync source (or a full response), for a non-streamed answer."""
+    return list(iter_events(source))
+
+
+async def acollect(source: Any) -> list[Event]:
+    """:func:`collect` for async code: a sync source is read in a thread."""
+    if hasattr(source, "__aiter__") and not is_full_response(source):
+        return [event async for event in aiter_events(source)]
+    return await asyncio.to_thread(collect, source)
 
 
 def get_protocol(name: str) -> type[StreamProtocol]:
