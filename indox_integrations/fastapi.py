@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +23,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from .assets import static_file
 from .clients import LLMRequest, acall_client, client_error
+from .protocols import Reply, Route, StreamProtocol, aserve, named_protocol
 from .requests import Limits, RequestError, check_content_type, parse_chat, parse_completion
 from .starlette import SSEResponse, sse_response
 from .stream import StreamOptions, check_options
@@ -57,10 +58,17 @@ def create_router(
     client: Any,
     *,
     limits: Limits | None = None,
+    api_keys: Collection[str] | None = None,
     serve_static: bool = True,
     **stream_options: Unpack[StreamOptions],
 ) -> APIRouter:
     """Routes that stream ``client``'s answers as server-sent events.
+
+    ``protocol`` picks the routes and their wire: ``"indox"`` (below),
+    ``"openai"`` (``POST /chat/completions``, ``GET /models``; mount it under
+    ``/v1``) or ``"ai-sdk"`` (``POST /chat``, the Vercel AI SDK's UI message
+    stream).  ``api_keys``, when given, is checked by the protocols that take
+    keys (``Authorization: Bearer``).
 
     ``POST /stream`` takes ``{"prompt", "model"?, "temperature"?, "max_tokens"?}``,
     ``POST /chat`` takes ``{"messages": [{"role", "content"}, ...], ...}``.
@@ -80,6 +88,9 @@ def create_router(
     options: StreamOptions = {"usage": "attach", **stream_options}
     check_options(options)  # bad options fail here, not on the first request
     limits = limits or Limits()
+    protocol = options.pop("protocol", "indox")
+    if protocol != "indox":
+        return _protocol_router(named_protocol(protocol), client, limits, api_keys, options)
     completion_body, chat_body = _request_models(limits)
     route_class = type("IndoxStreamRoute", (_BodyLimitRoute,), {"limit": limits.max_body_bytes})
 
@@ -134,6 +145,55 @@ def create_router(
                 include_in_schema=False,
             )
     return router
+
+
+def _protocol_router(
+    protocol: type[StreamProtocol],
+    client: Any,
+    limits: Limits,
+    api_keys: Collection[str] | None,
+    options: StreamOptions,
+) -> APIRouter:
+    """The routes of another protocol: the body goes to the protocol as it came."""
+    router = APIRouter()
+    for route in protocol.routes:
+        router.add_api_route(
+            route.path,
+            _protocol_endpoint(protocol, route, client, limits, api_keys, options),
+            methods=[route.method],
+            name=f"{protocol.name}_{route.name}",
+        )
+    return router
+
+
+def _protocol_endpoint(
+    protocol: type[StreamProtocol],
+    route: Route,
+    client: Any,
+    limits: Limits,
+    api_keys: Collection[str] | None,
+    options: StreamOptions,
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        body = b""
+        if route.method == "POST":
+            error = await _read_body(request, limits.max_body_bytes, check_type=False)
+            if error is not None:
+                return _reply(protocol.request_error(error))
+            body = request._body
+        result = protocol.handle(route, body, request.headers, limits, api_keys=api_keys)
+        answer = await aserve(protocol, result, client)
+        if isinstance(answer, Reply):
+            return _reply(answer)
+        stream_options = options.copy()
+        stream_options["protocol"] = answer.encoder
+        return sse_response(answer.source, **stream_options)
+
+    return endpoint
+
+
+def _reply(reply: Reply) -> JSONResponse:
+    return JSONResponse(reply.body, reply.status, headers=dict(reply.headers))
 
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -200,16 +260,19 @@ class _BodyLimitRoute(APIRoute):
         return checked
 
 
-async def _read_body(request: Request, limit: int) -> RequestError | None:
+async def _read_body(
+    request: Request, limit: int, *, check_type: bool = True
+) -> RequestError | None:
     """Read the body into the request, at most ``limit`` bytes; the error, if any."""
     too_large = RequestError("body", f"must be at most {limit} bytes", 413)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return too_large
-    try:
-        check_content_type(request.headers.get("content-type"))
-    except RequestError as error:
-        return error
+    if check_type:
+        try:
+            check_content_type(request.headers.get("content-type"))
+        except RequestError as error:
+            return error
     body = bytearray()
     try:
         async for chunk in request.stream():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 try:
@@ -34,6 +34,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from .assets import STATIC_DIR
 from .clients import LLMRequest, call_client, client_error
+from .protocols import Reply, Route, StreamProtocol, named_protocol, serve
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
 from .stream import StreamOptions, check_options, sse_stream
 from .wsgi import client_gone
@@ -98,6 +99,7 @@ def create_blueprint(
     name: str = "indox",
     *,
     limits: Limits | None = None,
+    api_keys: Collection[str] | None = None,
     **stream_options: Unpack[StreamOptions],
 ) -> Blueprint:
     """A blueprint with ``POST /stream``, ``POST /chat`` and the JS helper.
@@ -115,11 +117,54 @@ def create_blueprint(
     Register it more than once under different names and prefixes.
 
         app.register_blueprint(create_blueprint(Client(api_key=...)), url_prefix="/llm")
+
+    ``protocol="openai"`` serves ``POST /chat/completions`` and ``GET /models``
+    instead (register it under ``/v1``), ``protocol="ai-sdk"`` serves ``POST
+    /chat`` for the Vercel AI SDK; ``api_keys`` is checked by protocols that take keys.
     """
     blueprint = _Blueprint(name, __name__, static_folder=STATIC_DIR, static_url_path="/static")
     options: StreamOptions = {"usage": "attach", **stream_options}
     check_options(options)  # bad options fail here, not on the first request
     limits = limits or Limits()
+    protocol = options.pop("protocol", "indox")
+    views = (
+        _indox_views(blueprint, client, limits, options)
+        if protocol == "indox"
+        else _protocol_views(blueprint, named_protocol(protocol), client, limits, api_keys, options)
+    )
+
+    def method_not_allowed() -> tuple[Response, int] | None:
+        # Routing fails before a blueprint is known, so the blueprint's own
+        # error handlers never see a 405: an app-wide hook answers it, for
+        # our routes only, and leaves the app's other routes alone.
+        exc = request.routing_exception
+        if not isinstance(exc, MethodNotAllowed):
+            return None
+        adapter = current_app.create_url_adapter(request)
+        if adapter is None:
+            return None
+        allowed = list(exc.valid_methods or ("POST", "OPTIONS"))
+        try:
+            endpoint, _ = adapter.match(method=allowed[0])
+        except HTTPException:
+            return None
+        if current_app.view_functions.get(str(endpoint)) not in views:
+            return None
+        expected = " or ".join(m for m in allowed if m not in ("HEAD", "OPTIONS"))
+        response, status = _json_error(
+            RequestError("method", f"expected {expected}, got {request.method}", 405)
+        )
+        response.headers["Allow"] = ", ".join(allowed)
+        return response, status
+
+    blueprint.before_app_request(method_not_allowed)
+    return blueprint
+
+
+def _indox_views(
+    blueprint: Blueprint, client: Any, limits: Limits, options: StreamOptions
+) -> tuple[Callable[..., Any], ...]:
+    """``POST /stream`` and ``POST /chat``, the kit's own routes."""
 
     def serve(parse: Callable[[Any, Limits], LLMRequest]) -> Response | tuple[Response, int]:
         try:
@@ -144,32 +189,52 @@ def create_blueprint(
 
     blueprint.add_url_rule("/stream", "stream", stream, methods=["POST"])
     blueprint.add_url_rule("/chat", "chat", chat, methods=["POST"])
-    views = (stream, chat)
+    return (stream, chat)
 
-    def method_not_allowed() -> tuple[Response, int] | None:
-        # Routing fails before a blueprint is known, so the blueprint's own
-        # error handlers never see a 405: an app-wide hook answers it, for
-        # our routes only, and leaves the app's other routes alone.
-        exc = request.routing_exception
-        if not isinstance(exc, MethodNotAllowed):
-            return None
-        adapter = current_app.create_url_adapter(request)
-        if adapter is None:
-            return None
-        try:
-            endpoint, _ = adapter.match(method="POST")
-        except HTTPException:
-            return None
-        if current_app.view_functions.get(str(endpoint)) not in views:
-            return None
-        response, status = _json_error(
-            RequestError("method", f"expected POST, got {request.method}", 405)
-        )
-        response.headers["Allow"] = ", ".join(exc.valid_methods or ("POST", "OPTIONS"))
-        return response, status
 
-    blueprint.before_app_request(method_not_allowed)
-    return blueprint
+def _protocol_views(
+    blueprint: Blueprint,
+    protocol: type[StreamProtocol],
+    client: Any,
+    limits: Limits,
+    api_keys: Collection[str] | None,
+    options: StreamOptions,
+) -> tuple[Callable[..., Any], ...]:
+    """The routes of another protocol: the body goes to the protocol as it came."""
+
+    def view(route: Route) -> Callable[[], Response | tuple[Response, int]]:
+        def endpoint() -> Response | tuple[Response, int]:
+            body = b""
+            if route.method == "POST":
+                try:
+                    body = _read_body(limits.max_body_bytes)
+                except RequestError as exc:
+                    return _reply(protocol.request_error(exc))
+            headers = {key.lower(): value for key, value in request.headers.items()}
+            result = protocol.handle(route, body, headers, limits, api_keys=api_keys)
+            answer = serve(protocol, result, client)
+            if isinstance(answer, Reply):
+                return _reply(answer)
+            if inspect.isawaitable(answer.source) or hasattr(answer.source, "__aiter__"):
+                return _async_client(answer.source)
+            stream_options = options.copy()
+            stream_options["protocol"] = answer.encoder
+            return sse_response(answer.source, **stream_options)
+
+        return endpoint
+
+    views = []
+    for route in protocol.routes:
+        endpoint = view(route)
+        blueprint.add_url_rule(route.path, route.name, endpoint, methods=[route.method])
+        views.append(endpoint)
+    return tuple(views)
+
+
+def _reply(reply: Reply) -> tuple[Response, int]:
+    response = jsonify(reply.body)
+    response.headers.update(reply.headers)
+    return response, reply.status
 
 
 def _read_body(limit: int) -> bytes:

@@ -32,10 +32,20 @@ DEFAULTS: dict[str, Any] = {
     "MAX_MESSAGES": _LIMITS.max_messages,
     "MODELS": None,
     "DEFAULT_MODEL": None,
+    "PROTOCOL": "indox",
+    "API_KEYS": None,
 }
 """Every key of ``settings.INDOX_INTEGRATIONS`` and its default."""
 
-STREAM_OPTIONS = ("usage", "on_usage", "on_complete", "heartbeat", "idle_timeout", "expose_errors")
+STREAM_OPTIONS = (
+    "usage",
+    "on_usage",
+    "on_complete",
+    "heartbeat",
+    "idle_timeout",
+    "expose_errors",
+    "protocol",
+)
 
 _lock = threading.Lock()
 _options: dict[str, Any] | None = None

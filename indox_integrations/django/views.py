@@ -17,9 +17,11 @@ from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.request import RawPostDataException
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 
 from ..clients import LLMRequest, call_client, client_error
 from ..concurrency import close_async
+from ..protocols import Reply, Route, StreamProtocol, aserve, get_protocol, named_protocol, serve
 from ..requests import (
     Limits,
     RequestError,
@@ -31,7 +33,7 @@ from ..requests import (
 from . import conf
 from .responses import serves_async, sse_response
 
-__all__ = ["ChatView", "CompletionView", "StreamView"]
+__all__ = ["ChatView", "CompletionView", "ProtocolView", "StreamView"]
 
 logger = logging.getLogger("indox_integrations")
 
@@ -67,6 +69,8 @@ class StreamView(View):
     max_messages: Any = FROM_SETTINGS
     models: Any = FROM_SETTINGS
     default_model: Any = FROM_SETTINGS
+    protocol: Any = FROM_SETTINGS
+    api_keys: Any = FROM_SETTINGS
 
     def parse(self, data: Mapping[str, Any], limits: Limits) -> LLMRequest:
         """The validated request; raises ``RequestError``."""
@@ -87,12 +91,14 @@ class StreamView(View):
         values.update(_set({name: _raw(self, name) for name in values if name != "client"}))
         return values
 
+    def get_client(self) -> Any:
+        """The view's client, or the one the setting's factory makes."""
+        client = _raw(self, "client")
+        return conf.client() if client is FROM_SETTINGS else client
+
     def call_client(self, request: LLMRequest) -> Any:
         """Start the upstream call (runs in a thread: sync clients block)."""
-        client = _raw(self, "client")
-        if client is FROM_SETTINGS:
-            client = conf.client()
-        return call_client(client, request)
+        return call_client(self.get_client(), request)
 
     async def post(self, request: HttpRequest) -> HttpResponseBase:
         values = self.stream_settings()
@@ -116,6 +122,7 @@ class StreamView(View):
         except Exception as exc:
             status, payload = client_error(exc)
             return JsonResponse(payload, status=status)
+        options["protocol"] = "indox"
         return sse_response(source, request, **options)
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
@@ -130,6 +137,77 @@ class StreamView(View):
 
             return func()
         return response
+
+
+class ProtocolView(StreamView):
+    """One route of another protocol (``"openai"``, ``"ai-sdk"``): the body goes to it as it came.
+
+        path("v1/chat/completions", ProtocolView.as_view(protocol="openai",
+                                                         route="chat_completions"))
+
+    :func:`indox_integrations.django.urls.patterns` makes every route of a protocol.
+    """
+
+    route: str = ""
+    http_method_names = ["get", "post"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        values = {**conf.options(), **initkwargs}
+        route = _route(named_protocol(values["protocol"]), initkwargs.get("route", cls.route))
+        view = super().as_view(http_method_names=[route.method.lower()], **initkwargs)
+        if get_protocol(values["protocol"]).csrf_exempt:
+            # API clients with bearer keys, not browsers with session cookies.
+            view = csrf_exempt(view)
+        return view
+
+    async def get(self, request: HttpRequest) -> HttpResponseBase:
+        return await self.serve(request)
+
+    async def post(self, request: HttpRequest) -> HttpResponseBase:
+        return await self.serve(request)
+
+    async def serve(self, request: HttpRequest) -> HttpResponseBase:
+        values = self.stream_settings()
+        options = conf.stream_options(values, where=type(self).__name__)
+        limits = conf.limits(values)
+        protocol = named_protocol(options.pop("protocol"))
+        route = _route(protocol, self.route)
+        body = b""
+        if route.method == "POST":
+            try:
+                body = _read_body(request, limits.max_body_bytes)
+            except RequestError as exc:
+                return _reply(protocol.request_error(exc))
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        result = protocol.handle(route, body, headers, limits, api_keys=values["api_keys"])
+        client = await sync_to_async(self.get_client)()
+        if serves_async(request):
+            answer = await aserve(protocol, result, client)
+        else:
+            answer = await sync_to_async(serve)(protocol, result, client)
+        if isinstance(answer, Reply):
+            return _reply(answer)
+        source = answer.source
+        if not serves_async(request) and (
+            inspect.isawaitable(source) or hasattr(source, "__aiter__")
+        ):
+            return await _async_client(source)
+        return sse_response(source, request, **{**options, "protocol": answer.encoder})
+
+
+def _route(protocol: type[StreamProtocol], name: str) -> Route:
+    for route in protocol.routes:
+        if route.name == name:
+            return route
+    names = ", ".join(route.name for route in protocol.routes)
+    raise ImproperlyConfigured(
+        f"ProtocolView: route must be one of {names} for protocol {protocol.name!r}, got {name!r}"
+    )
+
+
+def _reply(reply: Reply) -> JsonResponse:
+    return JsonResponse(reply.body, status=reply.status, headers=dict(reply.headers), safe=False)
 
 
 class CompletionView(StreamView):

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..assets import HEADERS
 from ..chunks import aiter_events, is_full_response, iter_events
+from ..clients import acall_client, call_client
+from ..concurrency import close_async, close_sync
 from ..events import Event, FinishReason
-from ..requests import Limits
+from ..requests import Limits, RequestError
 
 if TYPE_CHECKING:
     from ..clients import LLMRequest
@@ -24,10 +26,14 @@ __all__ = [
     "Call",
     "Reply",
     "Route",
+    "Stream",
     "StreamProtocol",
     "acollect",
+    "aserve",
     "collect",
     "get_protocol",
+    "named_protocol",
+    "serve",
 ]
 
 
@@ -92,6 +98,11 @@ class StreamProtocol:
         raise NotImplementedError
 
     @classmethod
+    def request_error(cls, exc: RequestError) -> Reply:
+        """The answer for a body the skin refused before ``handle()`` (size, encoding)."""
+        return Reply(exc.status, exc.as_json())
+
+    @classmethod
     def client_error(cls, exc: BaseException) -> Reply:
         """The answer for a client that failed before streaming (or while collecting)."""
         raise NotImplementedError
@@ -125,6 +136,56 @@ class StreamProtocol:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A started upstream, to stream with ``encoder`` as its protocol."""
+
+    source: Any
+    encoder: StreamProtocol
+
+
+def serve(protocol: type[StreamProtocol], result: Reply | Call, client: Any) -> Reply | Stream:
+    """Carry out what :meth:`StreamProtocol.handle` decided, for sync code (WSGI)."""
+    if isinstance(result, Reply):
+        return result
+    try:
+        source = call_client(client, result.request)
+    except Exception as exc:
+        return protocol.client_error(exc)
+    if result.encoder is not None:
+        return Stream(source, result.encoder)
+    try:
+        events = collect(source)
+    except Exception as exc:
+        return protocol.client_error(exc)
+    finally:
+        close_sync(source)
+    assert result.reply is not None
+    return result.reply(events)
+
+
+async def aserve(
+    protocol: type[StreamProtocol], result: Reply | Call, client: Any
+) -> Reply | Stream:
+    """:func:`serve` for async code (ASGI): the client call never blocks the loop."""
+    if isinstance(result, Reply):
+        return result
+    try:
+        source = await acall_client(client, result.request)
+    except Exception as exc:
+        return protocol.client_error(exc)
+    if result.encoder is not None:
+        return Stream(source, result.encoder)
+    try:
+        events = await acollect(source)
+    except Exception as exc:
+        return protocol.client_error(exc)
+    finally:
+        await close_async(source)
+    assert result.reply is not None
+    return result.reply(events)
+
+
 def collect(source: Any) -> list[Event]:
     """Every event of a sync source (or a full response), for a non-streamed answer."""
     return list(iter_events(source))
@@ -135,6 +196,15 @@ async def acollect(source: Any) -> list[Event]:
     if hasattr(source, "__aiter__") and not is_full_response(source):
         return [event async for event in aiter_events(source)]
     return await asyncio.to_thread(collect, source)
+
+
+def named_protocol(protocol: str | StreamProtocol) -> type[StreamProtocol]:
+    """The protocol a router serves: it takes a name, not an encoder made for one stream."""
+    if isinstance(protocol, StreamProtocol):
+        raise TypeError(
+            f"a router takes a protocol's name, got an encoder {type(protocol).__name__}"
+        )
+    return get_protocol(protocol)
 
 
 def get_protocol(name: str) -> type[StreamProtocol]:
@@ -148,8 +218,9 @@ def get_protocol(name: str) -> type[StreamProtocol]:
 
 def _registry() -> dict[str, type[StreamProtocol]]:
     from .indox import IndoxProtocol
+    from .openai import OpenAIProtocol
 
-    return {cls.name: cls for cls in (IndoxProtocol,)}
+    return {cls.name: cls for cls in (IndoxProtocol, OpenAIProtocol)}
 
 
 PROTOCOLS: dict[str, type[StreamProtocol]] = _registry()
