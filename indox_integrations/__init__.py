@@ -17,6 +17,7 @@ from .events import (
     ToolCallEvent,
     UsageEvent,
 )
+from .langchain import LangChainChat
 from .protocols import PROTOCOLS, StreamProtocol, get_protocol
 from .requests import (
     ChatRequest,
@@ -52,6 +53,7 @@ __all__ = [
     "Event",
     "FinishEvent",
     "FinishReason",
+    "LangChainChat",
     "Limits",
     "PROTOCOLS",
     "ReasoningEvent",

@@ -86,8 +86,14 @@ async def acall_client(client: Any, request: LLMRequest) -> Any:
 
     An async client is awaited on the loop.  A sync one (indoxRouter's,
     ``OpenAI``) opens its HTTP request inside the call, so the call runs in a
-    thread of its own.  Exceptions propagate unchanged.
+    thread of its own.  A client with an ``acall(request)`` method (an adapter
+    such as ``LangChainChat``) is called through it instead, on the loop.
+    Exceptions propagate unchanged.
     """
+    acall = getattr(client, "acall", None)
+    if callable(acall):
+        result = acall(request)
+        return await result if inspect.isawaitable(result) else result
     function, args, kwargs = _entry(client, request)
     if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         type(function).__call__
