@@ -8,7 +8,7 @@ itself is not imported here: any object with ``chat.completions.create`` works.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .clients import LLMRequest
@@ -25,7 +25,10 @@ class OpenAIChat:
     the request names none.  ``system`` is prepended as a system message unless
     the request brings its own.  ``stream=False`` is for models or servers that
     cannot stream: the full answer goes out as one text event plus usage, on the
-    same route.  Other keyword arguments are passed to every ``create()`` call.
+    same route.  ``tools``, ``tool_choice`` and ``reasoning_effort`` go to
+    every call as they are; like everything here they are the server's to
+    choose, never read from the request.  Other keyword arguments are passed to
+    every ``create()`` call too.
 
         from openai import AsyncOpenAI
         llm = OpenAIChat(AsyncOpenAI(), model="gpt-4o-mini", system="Be brief.")
@@ -39,6 +42,9 @@ class OpenAIChat:
         model: str | None = None,
         system: str | None = None,
         stream: bool = True,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        reasoning_effort: str | None = None,
         **options: Any,
     ) -> None:
         create = getattr(
@@ -53,6 +59,12 @@ class OpenAIChat:
         self.model = model
         self.system = system
         self.stream = stream
+        if tools is not None:
+            options["tools"] = list(tools)
+        if tool_choice is not None:
+            options["tool_choice"] = tool_choice
+        if reasoning_effort is not None:
+            options["reasoning_effort"] = reasoning_effort
         self.options = options
 
     def __call__(self, request: LLMRequest) -> Any:
