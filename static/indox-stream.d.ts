@@ -71,11 +71,42 @@ export interface Usage {
   [key: string]: unknown;
 }
 
-/** An in-band error: an `event: error` block, or `type: "timeout"` for the idle timeout. */
+/**
+ * An in-band error: an `event: error` block (e.g. `upstream_error`, `producer_lost`,
+ * `cancelled`), or one of the client's own:
+ * - `timeout`: no byte for `timeout` ms (a resumable stream reconnects instead, while it can);
+ * - `stream_not_found`: the resume URL answered 404 or 410 (unknown or expired stream);
+ * - `resume_refused`: the resume URL answered another 4xx (`status` says which);
+ * - `connection_lost`: a resumable stream dropped and `maxRetries` reconnects failed.
+ */
 export interface StreamError {
   type: string;
   message: string;
+  /** The HTTP status, for `stream_not_found` and `resume_refused`. */
+  status?: number;
   [key: string]: unknown;
+}
+
+/** Where a resumable stream can be continued: what a page keeps to resume after a reload. */
+export interface ResumeInfo {
+  /** The server's `Indox-Stream-Id` (else the resume URL's last segment). */
+  streamId: string;
+  /** The server's `Indox-Resume-Url`, made absolute against the request's URL. */
+  resumeUrl: string;
+  /** The id of the last event delivered to the callbacks (`""` before the first). */
+  lastEventId: string;
+}
+
+/** What {@link StreamCompletionOptions.onReconnect} is told before each reconnect. */
+export interface ReconnectInfo {
+  /** 1 for the first reconnect since an event last arrived, then 2, 3, ... */
+  attempt: number;
+  /** Milliseconds it waits before the GET. */
+  delay: number;
+  /** The id the GET resumes after (its `Last-Event-ID`). */
+  lastEventId: string;
+  /** Why: the network error, the timeout, or the transient HTTP error. */
+  error: Error | StreamError | { message: string };
 }
 
 /** A tool call as it streams: one `event: tool_call_delta` block. */
@@ -143,6 +174,31 @@ export interface StreamCompletionOptions {
   fetch?: typeof globalThis.fetch;
   /** Passed to fetch. */
   credentials?: RequestCredentials;
+  /**
+   * Continue after a network drop. When the reply carries `Indox-Resume-Url`, a stream that
+   * drops (or goes silent for `timeout` ms) before `event: done` is continued by GET to that
+   * URL with `Last-Event-ID`; the POST is never sent again, and every event reaches the
+   * callbacks exactly once. Without the header, a drop ends the call as without this option.
+   */
+  resume?: boolean;
+  /** Reconnects in a row without a new event before giving up with `connection_lost`. Default 5. */
+  maxRetries?: number;
+  /**
+   * Milliseconds before the first reconnect, doubled for each further one; a `retry:` field
+   * from the server replaces it. Default 1000.
+   */
+  retryDelay?: number;
+  /** The longest wait between reconnects, in milliseconds. Default 15000. */
+  maxRetryDelay?: number;
+  /**
+   * A resumable stream's resume URL and last event id: called once the stream is known
+   * (`lastEventId` `""` for a new one), then after each event with a new id, once that
+   * event's callbacks have run. Keep it (e.g. in `sessionStorage`) to {@link resumeStream}
+   * after a reload.
+   */
+  onResumeInfo?(info: ResumeInfo): void;
+  /** Before each reconnect of a resumable stream. */
+  onReconnect?(info: ReconnectInfo): void;
 }
 
 /** What {@link streamCompletion} resolves to. */
@@ -167,7 +223,7 @@ export interface StreamCompletionResult {
   done: boolean;
   /** The resume URL of a resumable stream, else `undefined`. */
   resumeUrl: string | undefined;
-  /** The last event id seen (`""` if none). */
+  /** The id of the last event delivered (`""` if none). */
   lastEventId: string;
   /** How many times the stream was reconnected. */
   reconnects: number;
@@ -184,7 +240,8 @@ export interface HTTPError extends Error {
 
 /**
  * POST `body` as JSON (with `X-CSRFToken` from Django's `csrftoken` cookie on same-origin
- * requests) and stream the reply. Never re-sends the request. Rejects with an
+ * requests) and stream the reply. Never re-sends the request; with `resume: true` a
+ * resumable stream that drops is continued by GET from its resume URL. Rejects with an
  * {@link HTTPError} on a non-2xx reply, whose message is the server's.
  *
  * @example
@@ -197,6 +254,44 @@ export function streamCompletion(
   body: unknown,
   options?: StreamCompletionOptions,
 ): Promise<StreamCompletionResult>;
+
+/** Options of {@link resumeStream}: those of {@link streamCompletion}, and where to resume. */
+export interface ResumeStreamOptions extends Omit<StreamCompletionOptions, 'resume'> {
+  /** Resume after this event id (a kept {@link ResumeInfo.lastEventId}); omit to replay all. */
+  lastEventId?: string;
+}
+
+/**
+ * Continue a resumable stream from its resume URL, e.g. on a reloaded page: GET with
+ * `Last-Event-ID`, reconnecting after drops like `streamCompletion` with `resume: true`.
+ * Resolves with what came after `lastEventId` (`text` holds only that part). An unknown or
+ * expired stream ends with a `stream_not_found` error (onError), never a hang or a rejection.
+ *
+ * @example
+ * const kept = JSON.parse(sessionStorage.getItem('answer'));
+ * await resumeStream(kept.resumeUrl, {
+ *   lastEventId: kept.lastEventId,
+ *   onText: (delta) => (output.textContent += delta),
+ *   onResumeInfo: (info) => sessionStorage.setItem('answer', JSON.stringify(info)),
+ * });
+ */
+export function resumeStream(resumeUrl: string | URL, options?: ResumeStreamOptions): Promise<StreamCompletionResult>;
+
+/** Options of {@link cancelStream}. */
+export interface CancelStreamOptions {
+  headers?: HeadersInit;
+  fetch?: typeof globalThis.fetch;
+  credentials?: RequestCredentials;
+  signal?: AbortSignal;
+}
+
+/**
+ * Stop a resumable stream's generation: DELETE its resume URL (with `X-CSRFToken` like the
+ * POST). Resolves to true when the server cancelled it, false when it did not know it (404);
+ * rejects with an {@link HTTPError} on other replies. Aborting `streamCompletion` only stops
+ * reading; a resumable stream's generation goes on until cancelled or nobody reads for a while.
+ */
+export function cancelStream(resumeUrl: string | URL, options?: CancelStreamOptions): Promise<boolean>;
 
 /** Options of {@link renderInto}. */
 export interface RenderOptions {

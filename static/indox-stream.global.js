@@ -199,7 +199,8 @@ async function follow(options, fetchImpl, start) {
   const handle = eventHandler(options, result);
   let resume = start.resume;
   let serverDelay;
-  let progressedLast = false;
+  let failures = 0; // reconnects since the last one that delivered an event
+  let announced = false;
   // Event ids delivered, so that an event replayed again is never delivered twice.
   const seen = new Set(result.lastEventId ? [result.lastEventId] : []);
   const info = () => ({ streamId: resume.streamId, resumeUrl: resume.url, lastEventId: result.lastEventId });
@@ -229,7 +230,6 @@ async function follow(options, fetchImpl, start) {
       fail(error);
       return 'end';
     };
-    let progressed = false;
     try {
       touch();
       let response;
@@ -260,8 +260,11 @@ async function follow(options, fetchImpl, start) {
           const where = resolveUrl(path, response.url, start.url);
           resume = { url: where, streamId: response.headers.get('Indox-Stream-Id') || streamIdOf(where) };
           result.resumeUrl = where;
-          options.onResumeInfo?.(info());
         }
+      }
+      if (resume && !announced) {
+        announced = true;
+        options.onResumeInfo?.(info());
       }
 
       const iterator = events(response, connection.signal, touch, (ms) => (serverDelay = ms));
@@ -282,7 +285,7 @@ async function follow(options, fetchImpl, start) {
           const ownId = event.id !== previousId;
           previousId = event.id;
           if (resume && ownId && seen.has(event.id)) continue;
-          progressed = true;
+          failures = 0;
           handle(event);
           if (ownId && event.id !== '' && event.id !== result.lastEventId) {
             result.lastEventId = event.id;
@@ -306,18 +309,15 @@ async function follow(options, fetchImpl, start) {
     } finally {
       clearTimeout(timer);
       stop.signal.removeEventListener('abort', close);
-      progressedLast = progressed;
     }
   }
 
   try {
     let open = start.open ?? resumeOpener();
-    let failures = 0;
     for (;;) {
       const outcome = await connect(open);
       if (outcome === 'end' || outcome === 'aborted') break;
-      // Retries are counted since the last connection that delivered anything.
-      failures = progressedLast ? 1 : failures + 1;
+      failures += 1;
       if (failures > maxRetries) {
         const detail = outcome.retry?.message ?? String(outcome.retry);
         const tries = maxRetries === 1 ? '1 attempt' : `${maxRetries} attempts`;
@@ -423,7 +423,8 @@ function pause(ms, signal) {
       resolve();
     };
     const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
+    if (signal.aborted) done();
+    else signal.addEventListener('abort', done, { once: true });
   });
 }
 
