@@ -216,7 +216,7 @@ class ThreadFeed(_Batches):
             if (
                 self._closed
                 or not self._thread.is_alive()
-                or inspect.isgenerator(self._iterator)
+                or inspect.isgenerator(self._source)
                 or not callable(getattr(self._source, "close", None))
             ):
                 return

@@ -160,6 +160,28 @@ def test_stop_closes_a_response_at_once_which_interrupts_its_read() -> None:
     assert response.close_calls == 1
 
 
+class SDKStream(BlockingResponse):
+    """Like the openai and anthropic SDKs' ``Stream``: a generator ``__iter__`` over a response."""
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        while True:
+            yield self.__next__()
+
+
+def test_stop_closes_a_stream_whose_iterator_is_a_generator_at_once() -> None:
+    # The generator cannot be closed from here, but the stream's own close() can: it
+    # interrupts the read, so a silent SDK stream is not left open until its next event.
+    response = SDKStream()
+    feed = ThreadFeed(response)
+    feed.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    feed.stop()
+    assert feed.closed.is_set() and response.close_calls == 1
+    assert wait_until(lambda: feed.done, timeout=2.0)
+    assert time.monotonic() - started < 1.0
+
+
 def test_the_feed_thread_sees_the_callers_context() -> None:
     request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
     request_id.set("req-7")
