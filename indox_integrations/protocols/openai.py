@@ -49,8 +49,8 @@ from . import Call, Reply, Route, StreamProtocol
 
 __all__ = ["CHAT_COMPLETIONS", "MODELS", "OpenAIProtocol", "openai_error"]
 
-CHAT_COMPLETIONS = Route("POST", "/chat/completions", "openai_chat_completions")
-MODELS = Route("GET", "/models", "openai_models")
+CHAT_COMPLETIONS = Route("POST", "/chat/completions", "chat_completions")
+MODELS = Route("GET", "/models", "models")
 
 PING = encode_comment("ping")
 DONE = encode_data("[DONE]")
