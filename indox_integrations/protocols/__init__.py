@@ -217,10 +217,11 @@ def get_protocol(name: str) -> type[StreamProtocol]:
 
 
 def _registry() -> dict[str, type[StreamProtocol]]:
+    from .ai_sdk import AISDKProtocol
     from .indox import IndoxProtocol
     from .openai import OpenAIProtocol
 
-    return {cls.name: cls for cls in (IndoxProtocol, OpenAIProtocol)}
+    return {cls.name: cls for cls in (IndoxProtocol, OpenAIProtocol, AISDKProtocol)}
 
 
 PROTOCOLS: dict[str, type[StreamProtocol]] = _registry()
