@@ -79,7 +79,7 @@ def test_page_shows_the_upstream_and_the_demo_models(demo: DemoPage) -> None:
     models = demo.evaluate(
         "() => [...document.querySelectorAll('#model option')].map(o => o.value)"
     )
-    assert models == ["demo/story", "demo/echo", "demo/fail"]
+    assert models == ["demo/story", "demo/echo", "demo/fail", "demo/think", "demo/tools"]
     assert not demo.visible("#problem")
 
 

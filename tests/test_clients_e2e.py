@@ -392,6 +392,7 @@ def test_a_full_response_answers_as_one_text_event_plus_usage(
         assert response.status_code == 200
         assert [(e.event, e.data) for e in events] == [
             ("message", "Hello, world!"),
+            ("finish", '{"reason": "stop"}'),
             ("usage", json.dumps(expected_usage(client, model))),
             ("done", "[DONE]"),
         ]

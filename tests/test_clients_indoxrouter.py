@@ -242,9 +242,9 @@ def test_a_full_response_answers_as_one_text_event_plus_usage(
         return client.chat(request.messages, model=request.model, stream=False)
 
     events = events_of(b"".join(sse_stream(call_client(no_streaming, chat()), usage="attach")))
-    assert events[0] == ("message", "Hello, world!")
-    assert events[1][0] == "usage"
-    assert json.loads(events[1][1]) == {
+    assert events[:2] == [("message", "Hello, world!"), ("finish", '{"reason": "stop"}')]
+    assert events[2][0] == "usage"
+    assert json.loads(events[2][1]) == {
         "prompt_tokens": 4,
         "completion_tokens": 3,
         "total_tokens": 7,
@@ -253,7 +253,7 @@ def test_a_full_response_answers_as_one_text_event_plus_usage(
         "provider": "openai",
         "finish_reason": "stop",
     }
-    assert events[2:] == [("done", "[DONE]")]
+    assert events[3:] == [("done", "[DONE]")]
     assert server.streams == []
     assert server.requests[-1].body["stream"] is False
 

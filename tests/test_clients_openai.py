@@ -17,6 +17,7 @@ from fake_openai import FakeOpenAI
 from indox_integrations import (
     ChatRequest,
     CompletionRequest,
+    FinishEvent,
     Limits,
     RequestError,
     TextEvent,
@@ -100,6 +101,7 @@ def test_real_chunk_objects_normalize_to_text_and_usage(client: openai.OpenAI) -
         TextEvent("Hello"),
         TextEvent(", world"),
         TextEvent("!"),
+        FinishEvent("stop"),
         UsageEvent(USAGE),
     ]
 
@@ -301,6 +303,7 @@ def test_adapter_without_streaming_answers_as_one_text_event_plus_usage(
     events = events_of(b"".join(sse_stream(call_client(llm, chat()), usage="attach")))
     assert events == [
         ("message", "Hello, world!"),
+        ("finish", '{"reason": "stop"}'),
         ("usage", json.dumps(USAGE)),
         ("done", "[DONE]"),
     ]
@@ -318,6 +321,7 @@ def test_async_adapter_without_streaming(server: FakeOpenAI) -> None:
     events = events_of(asyncio.run(run()))
     assert events == [
         ("message", "Hello, world!"),
+        ("finish", '{"reason": "stop"}'),
         ("usage", json.dumps(USAGE)),
         ("done", "[DONE]"),
     ]

@@ -352,7 +352,7 @@ def test_bad_requests_get_a_json_4xx_and_never_reach_the_client(
         assert CLIENT.calls == 0
         assert client.get("/health").json() == {"ok": True}
     _, events = collect(server, "/stream", body("/stream", "sync", chunks=1, delay=0))
-    assert [e.event for e in events] == ["message", "done"]
+    assert [e.event for e in events] == ["message", "finish", "done"]
     assert CLIENT.calls == 1
 
 
@@ -481,7 +481,7 @@ def test_demo_page_in_a_browser() -> None:
         page.goto(url)
         page.wait_for_selector("#send:not([disabled])")
         options = page.eval_on_selector_all("#model option", "els => els.map(e => e.value)")
-        assert options == ["demo/story", "demo/echo", "demo/fail"]
+        assert options == ["demo/story", "demo/echo", "demo/fail", "demo/think", "demo/tools"]
         page.select_option("#model", "demo/echo")
         page.fill("#prompt", text)
         page.click("#send")
