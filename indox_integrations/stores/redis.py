@@ -1,0 +1,587 @@
+"""The shared store: streams in Redis (or Valkey), for many workers and hosts.
+
+Keys of one stream share the hash tag ``{<stream id>}``, so they live in one slot of
+a Redis Cluster and every transaction here stays in that slot:
+
+- ``<prefix>:{<id>}:meta``: a hash: ``status`` and ``owner``.
+- ``<prefix>:{<id>}:events``: a Redis Stream, one entry per batch, with explicit
+  ids ``<n>-0`` (so entry ``n`` is ``n``, and a gap left by ``MAXLEN`` shows);
+  fields ``"0"``, ``"1"``... hold the blocks; the last entry ``end=<status>``
+  marks the end, so a blocked ``XREAD`` returns at once.
+- ``<prefix>:{<id>}:lease``: the producer's lease, a key with a ``PX`` expiry set by
+  Redis's own clock (no clock skew between hosts).
+- ``<prefix>:{<id>}:cancel``: present once someone cancelled.
+- ``<prefix>:alias:<alias>``: the latest stream id created with that alias.
+
+Every write sets a TTL on every key it touches in the same ``MULTI``, so no key
+ever lives without one.  Only plain commands of Redis 5+ are used, so Valkey works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from . import (
+    FINAL_STATUSES,
+    Entry,
+    EventsLost,
+    ProducerLost,
+    Status,
+    StoreError,
+    StoreUnavailable,
+    StreamInfo,
+    StreamNotFound,
+    _check_blocks,
+    _check_final,
+    _position,
+    is_stream_id,
+    new_stream_id,
+)
+
+__all__ = ["RedisStore"]
+
+T = TypeVar("T")
+
+_PAGE = 100
+_CREDENTIALS = re.compile(r"//[^@/]*@")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """Commands to send in one round trip, in a ``MULTI`` when ``transaction``."""
+
+    commands: list[tuple[Any, ...]]
+    transaction: bool = False
+
+
+# An operation is written once, as a generator that yields the commands it needs and
+# gets their replies back, and run by a blocking or an asyncio driver.
+_Op = Generator[_Call, list[Any], T]
+_ReadOp = Generator["_Call | Entry", "list[Any] | None", None]
+
+
+class RedisStore:
+    """Streams in Redis Streams, shared by every process that uses the same ``url``.
+
+    ``maxlen`` caps the entries kept per stream (``XADD MAXLEN``; a reader left
+    behind the cap gets ``EventsLost``), ``ttl`` is how long keys live after the
+    last write or the end, ``lease`` how long a producer may go without renewing,
+    and ``poll`` the longest a reader blocks (``XREAD BLOCK``) between checks of
+    the lease.  ``timeout`` and ``connect_timeout`` bound each call; when Redis
+    cannot be reached, every method raises ``StoreUnavailable``.
+
+        store = RedisStore("redis://localhost:6379/0")
+        stream_id = store.create(owner="user-1")
+        store.append(stream_id, [b"data: hi\\n\\n"])
+        store.finish(stream_id, "done")
+
+    The blocking client is created on first use; each event loop gets its own asyncio
+    client (redis-py's asyncio connections belong to one loop).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        maxlen: int = 10_000,
+        ttl: float = 3600.0,
+        lease: float = 10.0,
+        poll: float = 0.5,
+        prefix: str = "indox",
+        timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        try:
+            import redis as redis_py
+            import redis.asyncio as redis_asyncio
+            from redis.asyncio.retry import Retry as AsyncRetry
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+        except ImportError as err:
+            raise ImportError(
+                'RedisStore needs redis-py: pip install "indox-integrations[redis]"'
+            ) from err
+        if maxlen < 1 or ttl <= 0 or lease <= 0 or poll <= 0:
+            raise ValueError(
+                "expected maxlen >= 1 and ttl, lease, poll > 0, "
+                f"got {maxlen!r}, {ttl!r}, {lease!r}, {poll!r}"
+            )
+        self.url = url
+        self.maxlen = maxlen
+        self.ttl = ttl
+        self.lease = lease
+        self.poll = poll
+        self.prefix = prefix
+        self._where = _CREDENTIALS.sub("//***@", url)
+        self._ttl_ms = max(1, int(ttl * 1000))
+        self._lease_ms = max(1, int(lease * 1000))
+        self._errors: Any = redis_py.exceptions
+        self._options: dict[str, Any] = {
+            # RESP2 replies have the same shape on every server and redis-py version.
+            "protocol": 2,
+            "socket_timeout": max(timeout, poll + 1.0),
+            "socket_connect_timeout": connect_timeout,
+            # A restarted server: reconnect and retry once or twice, then give up.
+            "retry_on_error": [redis_py.exceptions.ConnectionError],
+        }
+        self._sync_class: Any = redis_py.Redis
+        self._sync_retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        self._async_class: Any = redis_asyncio.Redis
+        self._async_retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        self._client: Any = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        # The next entry number of each stream this process produces: saves a round trip.
+        self._next: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r})"
+
+    # Keys.
+
+    def _keys(self, stream_id: str) -> tuple[str, str, str, str]:
+        if not is_stream_id(stream_id):
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        base = f"{self.prefix}:{{{stream_id}}}"
+        return f"{base}:meta", f"{base}:events", f"{base}:lease", f"{base}:cancel"
+
+    def _alias_key(self, alias: str) -> str:
+        return f"{self.prefix}:alias:{alias}"
+
+    # The operations, once for both drivers.
+
+    def _create(self, owner: str | None, alias: str | None) -> _Op[str]:
+        stream_id = new_stream_id()
+        meta, _, lease, _ = self._keys(stream_id)
+        fields: list[Any] = ["status", "running"]
+        if owner is not None:
+            fields += ["owner", owner]
+        commands = [
+            ("HSET", meta, *fields),
+            ("PEXPIRE", meta, self._ttl_ms),
+            ("SET", lease, 1, "PX", self._lease_ms),
+        ]
+        self._check((yield _Call(commands, transaction=True)))
+        if alias is not None:
+            alias_set = ("SET", self._alias_key(alias), stream_id, "PX", self._ttl_ms)
+            self._check((yield _Call([alias_set])))
+        self._next[stream_id] = 1
+        return stream_id
+
+    def _top(self, stream_id: str) -> _Op[tuple[str, int]]:
+        """The stream's status and the number of its next entry, from Redis."""
+        meta, events, _, _ = self._keys(stream_id)
+        replies = yield _Call(
+            [("HGET", meta, "status"), ("XREVRANGE", events, "+", "-", "COUNT", 1)]
+        )
+        status, top = self._check(replies)
+        if status is None:
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return status.decode(), 1 + (_seq(top[0][0]) if top else 0)
+
+    def _write(self, stream_id: str, commands: list[tuple[Any, ...]]) -> _Op[list[Any]]:
+        """Run ``commands`` in a ``MULTI`` that first checks the stream still exists."""
+        meta, events, lease, _ = self._keys(stream_id)
+        replies = yield _Call([("EXISTS", meta), *commands], transaction=True)
+        if not replies[0]:
+            # Expired, or lost with a restarted server: the commands made stray keys
+            # (with TTLs, they were set in the same MULTI); drop them.
+            self._next.pop(stream_id, None)
+            yield _Call([("DEL", meta, events, lease)])
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return replies[1:]
+
+    def _add(
+        self, stream_id: str, fields: list[Any], commands: list[tuple[Any, ...]]
+    ) -> _Op[int | None]:
+        """Add the next entry, with ``commands`` in the same ``MULTI``; return its number,
+        or ``None`` if the stream has finished."""
+        _, events, _, _ = self._keys(stream_id)
+        seq = self._next.get(stream_id)
+        if seq is None:
+            status, seq = yield from self._top(stream_id)
+            if status in FINAL_STATUSES:
+                return None
+        for _ in range(3):
+            xadd = ("XADD", events, "MAXLEN", "=", self.maxlen, f"{seq}-0", *fields)
+            replies = yield from self._write(stream_id, [xadd, *commands])
+            # Our number was taken: another store object wrote to this stream.
+            if not (isinstance(replies[0], Exception) and "equal or smaller" in str(replies[0])):
+                self._check(replies)
+                self._next[stream_id] = seq + 1
+                return seq
+            _, seq = yield from self._top(stream_id)
+        raise StoreError(f"stream {stream_id!r} has several producers writing at once")
+
+    def _append(self, stream_id: str, blocks: tuple[bytes, ...]) -> _Op[str]:
+        meta, events, lease, _ = self._keys(stream_id)
+        fields = [part for i, block in enumerate(blocks) for part in (i, block)]
+        seq = yield from self._add(
+            stream_id,
+            fields,
+            [
+                ("SET", lease, 1, "PX", self._lease_ms),
+                ("PEXPIRE", meta, self._ttl_ms),
+                ("PEXPIRE", events, self._ttl_ms),
+            ],
+        )
+        if seq is None:
+            raise StoreError(f"stream {stream_id!r} has finished")
+        return str(seq)
+
+    def _renew(self, stream_id: str) -> _Op[None]:
+        meta, events, lease, _ = self._keys(stream_id)
+        replies = yield from self._write(
+            stream_id,
+            [
+                ("SET", lease, 1, "PX", self._lease_ms),
+                ("PEXPIRE", meta, self._ttl_ms),
+                ("PEXPIRE", events, self._ttl_ms),
+            ],
+        )
+        self._check(replies)
+
+    def _finish(self, stream_id: str, status: Status) -> _Op[None]:
+        _check_final(status)
+        meta, events, lease, cancel = self._keys(stream_id)
+        # The end marker goes in first: the status changes only if it was written.
+        yield from self._add(
+            stream_id,
+            ["end", status],
+            [
+                ("HSET", meta, "status", status),
+                ("DEL", lease),
+                ("PEXPIRE", meta, self._ttl_ms),
+                ("PEXPIRE", events, self._ttl_ms),
+                ("PEXPIRE", cancel, self._ttl_ms),
+            ],
+        )
+        self._next.pop(stream_id, None)
+
+    def _cancel(self, stream_id: str) -> _Op[bool]:
+        try:
+            meta, _, _, cancel = self._keys(stream_id)
+        except StreamNotFound:
+            return False
+        # Two round trips: a DELETE of an unknown id must not create a key.
+        if not self._check((yield _Call([("EXISTS", meta)])))[0]:
+            return False
+        self._check((yield _Call([("SET", cancel, 1, "PX", self._ttl_ms)])))
+        return True
+
+    def _cancelled(self, stream_id: str) -> _Op[bool]:
+        try:
+            _, _, _, cancel = self._keys(stream_id)
+        except StreamNotFound:
+            return False
+        return bool(self._check((yield _Call([("EXISTS", cancel)])))[0])
+
+    def _info(self, stream_id: str) -> _Op[StreamInfo | None]:
+        try:
+            meta, _, lease, cancel = self._keys(stream_id)
+        except StreamNotFound:
+            return None
+        replies = yield _Call(
+            [("HMGET", meta, "status", "owner"), ("EXISTS", lease), ("EXISTS", cancel)],
+            transaction=True,
+        )
+        (status, owner), alive, cancelled = self._check(replies)
+        if status is None:
+            return None
+        state: Any = status.decode()
+        return StreamInfo(
+            state,
+            None if owner is None else owner.decode(),
+            state == "running" and bool(alive),
+            bool(cancelled),
+        )
+
+    def _resolve(self, alias: str) -> _Op[str | None]:
+        (found,) = self._check((yield _Call([("GET", self._alias_key(alias))])))
+        return None if found is None else str(found.decode())
+
+    def _read(self, stream_id: str, after: str | None, idle: float | None) -> _ReadOp:
+        meta, events, lease, _ = self._keys(stream_id)
+        position, skip = _position(after)
+        page = ("XRANGE", events, f"{position + 1}-0", "+", "COUNT", _PAGE)
+        replies = yield _Call([("EXISTS", meta), page])
+        exists, found = self._check(replies or [])
+        if not exists:
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        quiet_since = time.monotonic()
+        following = False
+        while True:
+            entries, moved, ended = self._take(stream_id, found, position, skip)
+            if moved != position:
+                position, skip = moved, 0
+                quiet_since = time.monotonic()
+                yield from entries
+            if ended:
+                return
+            if not following and len(found) == _PAGE:
+                page = ("XRANGE", events, f"{position + 1}-0", "+", "COUNT", _PAGE)
+                found = self._check((yield _Call([page])) or [])[0]
+                continue
+            following = True
+            if found:
+                block = self.poll
+            else:
+                # Nothing came within the poll: is the stream still there, and its producer?
+                page = ("XRANGE", events, f"{position + 1}-0", "+", "COUNT", _PAGE)
+                replies = yield _Call([("EXISTS", meta), ("EXISTS", lease), page], transaction=True)
+                exists, alive, found = self._check(replies or [])
+                if found:
+                    continue
+                if not exists:
+                    raise StreamNotFound(f"stream {stream_id!r} expired or was lost")
+                if not alive:
+                    raise ProducerLost(
+                        f"the producer of stream {stream_id!r} stopped renewing its lease"
+                    )
+                block = self.poll
+                if idle is not None:
+                    quiet = time.monotonic() - quiet_since
+                    if quiet >= idle:
+                        quiet_since = time.monotonic()
+                        yield Entry(str(position), ())
+                        quiet = 0.0
+                    block = min(block, idle - quiet)
+            replies = yield _Call(
+                [
+                    (
+                        "XREAD",
+                        "COUNT",
+                        _PAGE,
+                        "BLOCK",
+                        max(1, int(block * 1000)),
+                        "STREAMS",
+                        events,
+                        f"{position}-0",
+                    )  # fmt: skip
+                ]
+            )
+            found = _stream_entries(self._check(replies or [])[0])
+
+    def _take(
+        self, stream_id: str, found: list[Any], position: int, skip: int
+    ) -> tuple[list[Entry], int, bool]:
+        """The entries in a reply, the new position, and whether the end was among them."""
+        entries: list[Entry] = []
+        for raw_id, fields in found:
+            seq = _seq(raw_id)
+            if seq <= position:
+                continue
+            if seq != position + 1:
+                raise EventsLost(
+                    f"stream {stream_id!r} lost entries {position + 1}..{seq - 1} to its cap"
+                )
+            if b"end" in fields:
+                return entries, position, True
+            blocks = tuple(fields[str(i).encode()] for i in range(len(fields)))
+            start, skip = skip, 0
+            position = seq
+            if start < len(blocks):
+                entries.append(Entry(str(seq), blocks[start:], start))
+        return entries, position, False
+
+    def _check(self, replies: list[Any]) -> list[Any]:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise StoreError(f"Redis at {self._where} refused a command: {reply}") from reply
+        return replies
+
+    # Drivers.
+
+    def _failure(self, exc: Exception) -> Exception:
+        if isinstance(exc, (self._errors.ConnectionError, self._errors.TimeoutError)):
+            return StoreUnavailable(f"Redis at {self._where} is unreachable: {exc}")
+        return StoreError(f"Redis at {self._where} failed: {exc}")
+
+    def _sync(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._sync_class.from_url(
+                    self.url, retry=self._sync_retry, **self._options
+                )
+            return self._client
+
+    def _execute(self, call: _Call) -> list[Any]:
+        client = self._sync()
+        try:
+            with client.pipeline(transaction=call.transaction) as pipe:
+                for command in call.commands:
+                    pipe.execute_command(*command)
+                return list(pipe.execute(raise_on_error=False))
+        except self._errors.RedisError as exc:
+            raise self._failure(exc) from exc
+
+    def _run(self, op: _Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(self._execute(call))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    def _async(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._aclients.get(loop)
+        if client is None:
+            client = self._async_class.from_url(self.url, retry=self._async_retry, **self._options)
+            self._aclients[loop] = client
+        return client
+
+    async def _aexecute(self, call: _Call) -> list[Any]:
+        client = self._async()
+        try:
+            async with client.pipeline(transaction=call.transaction) as pipe:
+                for command in call.commands:
+                    pipe.execute_command(*command)
+                return list(await pipe.execute(raise_on_error=False))
+        except self._errors.RedisError as exc:
+            raise self._failure(exc) from exc
+
+    async def _arun(self, op: _Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(await self._aexecute(call))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    # The blocking half.
+
+    def create(self, owner: str | None = None, *, alias: str | None = None) -> str:
+        return self._run(self._create(owner, alias))
+
+    def append(self, stream_id: str, blocks: Sequence[bytes]) -> str:
+        return self._run(self._append(stream_id, _check_blocks(blocks)))
+
+    def renew(self, stream_id: str) -> None:
+        self._run(self._renew(stream_id))
+
+    def finish(self, stream_id: str, status: Status) -> None:
+        self._run(self._finish(stream_id, status))
+
+    def cancel(self, stream_id: str) -> bool:
+        return self._run(self._cancel(stream_id))
+
+    def cancelled(self, stream_id: str) -> bool:
+        return self._run(self._cancelled(stream_id))
+
+    def info(self, stream_id: str) -> StreamInfo | None:
+        return self._run(self._info(stream_id))
+
+    def resolve(self, alias: str) -> str | None:
+        return self._run(self._resolve(alias))
+
+    def read(
+        self, stream_id: str, after: str | None = None, *, idle: float | None = None
+    ) -> Iterator[Entry]:
+        op = self._read(stream_id, after, idle)
+        # The first round trip happens now, so an unknown stream raises here.
+        call = next(op)
+        assert isinstance(call, _Call)
+        try:
+            first = op.send(self._execute(call))
+        except StopIteration:
+            return iter(())
+        return self._iterate(op, first)
+
+    def _iterate(self, op: _ReadOp, item: _Call | Entry) -> Iterator[Entry]:
+        try:
+            while True:
+                if isinstance(item, Entry):
+                    yield item
+                    item = op.send(None)
+                else:
+                    item = op.send(self._execute(item))
+        except StopIteration:
+            return
+        finally:
+            op.close()
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # The asyncio half.
+
+    async def acreate(self, owner: str | None = None, *, alias: str | None = None) -> str:
+        return await self._arun(self._create(owner, alias))
+
+    async def aappend(self, stream_id: str, blocks: Sequence[bytes]) -> str:
+        return await self._arun(self._append(stream_id, _check_blocks(blocks)))
+
+    async def arenew(self, stream_id: str) -> None:
+        await self._arun(self._renew(stream_id))
+
+    async def afinish(self, stream_id: str, status: Status) -> None:
+        await self._arun(self._finish(stream_id, status))
+
+    async def acancel(self, stream_id: str) -> bool:
+        return await self._arun(self._cancel(stream_id))
+
+    async def acancelled(self, stream_id: str) -> bool:
+        return await self._arun(self._cancelled(stream_id))
+
+    async def ainfo(self, stream_id: str) -> StreamInfo | None:
+        return await self._arun(self._info(stream_id))
+
+    async def aresolve(self, alias: str) -> str | None:
+        return await self._arun(self._resolve(alias))
+
+    def aread(
+        self, stream_id: str, after: str | None = None, *, idle: float | None = None
+    ) -> AsyncIterator[Entry]:
+        op = self._read(stream_id, after, idle)
+        # A bad id or ``after`` raises here; an unknown stream at the first iteration.
+        first = next(op)
+        return self._aiterate(op, first)
+
+    async def _aiterate(self, op: _ReadOp, item: _Call | Entry) -> AsyncIterator[Entry]:
+        try:
+            while True:
+                if isinstance(item, Entry):
+                    yield item
+                    item = op.send(None)
+                else:
+                    item = op.send(await self._aexecute(item))
+        except StopIteration:
+            return
+        finally:
+            op.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio client of the running loop (call it before the loop ends)."""
+        client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            close = getattr(client, "aclose", None) or client.close
+            await close()
+
+
+def _seq(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def _stream_entries(reply: Any) -> list[Any]:
+    """The entries of a one-stream ``XREAD`` reply (RESP2: a list; RESP3: a dict)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        (entries,) = reply.values()
+        return list(entries[0] if entries and isinstance(entries[0], list) else entries)
+    return list(reply[0][1])
