@@ -20,6 +20,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
+# The npm clients the tests drive (openai, ai): pinned in tests/node/package.json and its lock,
+# installed into tests/node/node_modules (git-ignored) when missing or when the lock changed.
+if [ ! tests/node/node_modules/.package-lock.json -nt tests/node/package-lock.json ]; then
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 python -m ruff check indox_integrations example_apps tests bench
 python -m ruff format --check indox_integrations example_apps tests bench
 python -m mypy
