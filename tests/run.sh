@@ -22,8 +22,9 @@ fi
 
 # The npm clients the tests drive (openai, ai): pinned in tests/node/package.json and its lock,
 # installed into tests/node/node_modules (git-ignored) when missing or when the lock changed.
-if [ ! tests/node/node_modules/.package-lock.json -nt tests/node/package-lock.json ]; then
-    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.installed-lock.json; then
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error \
+        && cp package-lock.json node_modules/.installed-lock.json)
 fi
 
 python -m ruff check indox_integrations example_apps tests bench
