@@ -25,6 +25,8 @@ class Contender:
     """Part of a plain run; others run only when named with ``--only``."""
     env: tuple[tuple[str, str], ...] = ()
     """Extra environment for the server process."""
+    heartbeats: bool = True
+    """It can send heartbeats on a silent stream (the idle scenario needs them)."""
 
     @property
     def wsgi(self) -> bool:
@@ -88,20 +90,20 @@ CONTENDERS = [
     ),
     Contender(
         "naive-fastapi", "naive", "fastapi", "bench.apps.naive_fastapi:app", "uvicorn", "sync",
-        "the guide's FastAPI code: sync generator looped in an async def",
+        "the guide's FastAPI code: sync generator looped in an async def", heartbeats=False,
     ),
     Contender(
         "naive-flask", "naive", "flask", "bench.apps.naive_flask:app", "gunicorn", "sync",
-        "the guide's Flask code: Response(generate()), gunicorn gthread",
+        "the guide's Flask code: Response(generate()), gunicorn gthread", heartbeats=False,
     ),
     Contender(
         "naive-django-asgi", "naive", "django", "bench.apps.naive_django:app", "uvicorn", "sync",
-        "plain Django StreamingHttpResponse over a sync generator, ASGI",
+        "plain Django StreamingHttpResponse over a sync generator, ASGI", heartbeats=False,
     ),
     Contender(
         "starlette-threadpool", "peer", "starlette", "bench.apps.floor:threadpool_app", "uvicorn",
         "sync", "Starlette StreamingResponse over a sync generator (anyio thread pool)",
-        default=False,
+        default=False, heartbeats=False,
     ),
     Contender(
         "sse-starlette-sync", "peer", "starlette", "bench.apps.sse_starlette_app:app", "uvicorn",

@@ -82,6 +82,8 @@ def _x(value: Any) -> str:
 def _err(cell: Any) -> str | None:
     if isinstance(cell, dict) and "error" in cell:
         return "error"
+    if isinstance(cell, dict) and "skipped" in cell:
+        return "n/a"
     if cell is None:
         return "–"
     return None
@@ -171,6 +173,72 @@ def _memory(results: dict[str, Any], name: str) -> str:
     return text
 
 
+def _idle(results: dict[str, Any], name: str) -> str:
+    cell = results[name].get("idle")
+    if (bad := _err(cell)) is not None:
+        return bad
+    if 2 * cell["open"] < cell["streams"]:
+        return f"– ({cell['open']} of {cell['streams']} open)"
+    text = (
+        f"{_n(cell['kib_per_stream'], 1)} / {_n(cell['late_p50_ms'])} / {_n(cell['late_p99_ms'])}"
+    )
+    if cell["open"] < cell["streams"]:
+        text += f" ({cell['open']} open)"
+    return text
+
+
+def _idle_table(data: dict[str, Any]) -> str | None:
+    results: dict[str, Any] = data["results"]
+    names = [n for n in results if isinstance(results[n].get("idle"), dict)]
+    names = [n for n in names if "skipped" not in results[n]["idle"]]
+    if not names:
+        return None
+    cfg = data["config"]
+    head = [
+        f"idle: {cfg['idle_streams']:,} streams, {cfg['idle_heartbeat']:g} s heartbeat",
+        "open (s to open)",
+        "server KiB per stream",
+        "heartbeat late p50 / p99 / max ms",
+        "heartbeats got / due",
+        "server CPU % of a core (µs per heartbeat)",
+        "server threads",
+        "server GC pauses: count / longest ms",
+        "client CPU % / KiB per stream / loop lag p99 ms",
+        "upstreams closed after leaving",
+    ]
+    floor_kib = _get(results, FLOOR, "idle", "kib_per_stream")
+    rows = []
+    for name in names:
+        cell = results[name]["idle"]
+        if "error" in cell:
+            rows.append([name, "error", *["–"] * (len(head) - 2)])
+            continue
+        opened = (
+            f"{_n(cell['open'])} ({_n(cell['open_s'], 1)} s{', cut' if cell['open_cut'] else ''})"
+        )
+        if cell["errors"]:
+            opened += f" {cell['errors']} err"
+        closed = (
+            f"{_n(cell['closed_s'], 1)} s"
+            if cell["closed_s"] is not None
+            else (f"{_n(cell['upstreams_left'])} left after {cfg['idle_close_cut']:g} s")
+        )
+        rows.append([
+            name,
+            opened,
+            f"{_n(cell['kib_per_stream'], 1)}{_x(_ratio(cell['kib_per_stream'], floor_kib))}",
+            " / ".join(_n(cell[k]) for k in ("late_p50_ms", "late_p99_ms", "late_max_ms")),
+            f"{_n(cell['heartbeats'])} / {_n(cell['expected'])}",
+            f"{_n(cell['server_cpu_pct'], 1)} ({_n(cell['server_cpu_us_per_heartbeat'])})",
+            _n(cell["server_threads"]),
+            f"{_n(cell.get('gc_pauses'))} / {_n(cell.get('gc_pause_max_ms'))}",
+            f"{_n(cell['client_cpu_pct'], 1)} / {_n(cell['client_kib_per_stream'], 1)}"
+            f" / {_n(cell['client_lag_p99_ms'], 1)}",
+            closed,
+        ])  # fmt: skip
+    return _md(head, rows)
+
+
 def _slow(results: dict[str, Any], name: str) -> str:
     cell = results[name].get("slow-reader")
     if (bad := _err(cell)) is not None:
@@ -194,6 +262,7 @@ def table(data: dict[str, Any]) -> str:
         "disconnect chatty: close / pulled after",
         "disconnect silent: close / pulled after",
         f"KiB per open stream ({cfg['memory_streams']:,})",
+        f"idle {cfg['idle_streams']:,}: KiB per stream / heartbeat late p50 / p99 ms",
         f"slow reader MB: RSS peak / pulled ({cfg['slow_bytes'] >> 20} MB"
         f" in {cfg['slow_chunk'] >> 10} KiB chunks)",
     ]
@@ -205,9 +274,13 @@ def table(data: dict[str, Any]) -> str:
         if keys:
             row.append(_max_active(results, name, keys[-1]))
         row += [*_latency(results, name), _disconnect(results, name, "chatty")]
-        row += [_disconnect(results, name, "silent"), _memory(results, name), _slow(results, name)]
+        row += [_disconnect(results, name, "silent"), _memory(results, name), _idle(results, name)]
+        row.append(_slow(results, name))
         rows.append(row)
     lines = [_md(head, rows)]
+    idle_table = _idle_table(data)
+    if idle_table:
+        lines += ["", idle_table]
     kit = [n for n in results if BY_NAME[n].role == "kit"]
     if kit:
         lines.append("")

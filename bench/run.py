@@ -26,11 +26,16 @@ from typing import Any
 if __package__ in (None, ""):  # run as ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report, scenarios
+from bench import idle, report, scenarios
 from bench.contenders import BY_NAME, CONTENDERS, Contender
+from bench.profile import Profiler, render, summarize
+from bench.profile import available as profiling_unavailable
 from bench.servers import GUNICORN_THREADS, ROOT, Server, stop_all
+from bench.upstream import raise_fd_limit
 
-SCENARIOS = ("throughput", "latency", "concurrency", "disconnect", "memory", "slow-reader")
+SCENARIOS = (
+    "throughput", "latency", "concurrency", "disconnect", "memory", "slow-reader", "idle",
+)  # fmt: skip
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 
 
@@ -49,6 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="chunk size in bytes for the slow-reader upstream (default 8192)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="comma-separated scenario steps to sample with py-spy (concurrency-1000, idle, ...;"
+        " 'concurrency' means every concurrency step): bench/results/profiles/",
     )
     parser.add_argument("--list", action="store_true", help="list the contenders and exit")
     return parser.parse_args(argv)
@@ -105,9 +116,28 @@ async def bounded(work: Awaitable[scenarios.Result], limit: float) -> scenarios.
 
 
 async def run_contender(
-    contender: Contender, wanted: list[str], cfg: scenarios.Config, log_dir: Path
+    contender: Contender,
+    wanted: list[str],
+    cfg: scenarios.Config,
+    log_dir: Path,
+    profile: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+
+    async def measure(name: str, group: list[Server]) -> scenarios.Result:
+        if not any(name == p or name.startswith(f"{p}-") for p in profile):
+            return await bounded(run_of[name](group), cfg.scenario_limit)
+        raw = log_dir.parent / "profiles" / f"{contender.name}.{name}.txt"
+        profiler = Profiler(group[0].pid, raw)
+        try:
+            result = await bounded(run_of[name](group), cfg.scenario_limit)
+        finally:
+            written = profiler.stop()
+        if written:
+            summary = summarize(raw, result.get("events"), result.get("cpu_us_per_chunk"))
+            raw.with_suffix(".summary.txt").write_text(render(summary) + "\n")
+            result["profile"] = summary
+        return result
 
     @contextlib.contextmanager
     def attempt(name: str) -> Iterator[None]:
@@ -137,6 +167,12 @@ async def run_contender(
         steps.append(("slow-reader", lambda s: scenarios.slow_reader(s[0], contender, cfg)))
     if "memory" in wanted:
         steps.append(("memory", lambda s: scenarios.memory(s[0], contender, cfg)))
+    if "idle" in wanted:
+        if contender.wsgi or not contender.heartbeats:
+            why = "one thread per stream" if contender.wsgi else "it sends no heartbeats"
+            out["idle"] = {"skipped": f"needs one uvicorn process and heartbeats: {why}"}
+        else:
+            steps.append(("idle", lambda s: idle.idle(s[0], contender, cfg)))
     if "disconnect" in wanted:
         # Two servers: on one, a silent sync upstream that blocks the event loop
         # (the naive code) would keep the chatty clients from reading at all.
@@ -157,9 +193,11 @@ async def run_contender(
     # All of a contender's servers boot at once (imports are most of a start)
     # and all are up before the first measurement; an idle server takes no CPU
     # from the one being measured.
+    # The idle scenario's heartbeat is also set for the apps that fix theirs at start.
+    env = {"idle": {"BENCH_HEARTBEAT": f"{cfg.idle_heartbeat:g}"}}
     servers = {
         label: [
-            Server(contender, log_dir, f"{label}-{i}")
+            Server(contender, log_dir, f"{label}-{i}", env.get(label))
             for i in range(2 if label == "disconnect" else 1)
         ]
         for label in groups
@@ -182,7 +220,7 @@ async def run_contender(
                 await asyncio.gather(*(scenarios.warm_up(server, contender) for server in group))
                 for name in names:
                     with attempt(name):
-                        out[name] = await bounded(run_of[name](group), cfg.scenario_limit)
+                        out[name] = await measure(name, group)
             except Exception as exc:
                 for name in names:
                     out.setdefault(name, {"error": f"{type(exc).__name__}: {exc}"})
@@ -221,6 +259,9 @@ def best_of(first: Any, second: Any) -> Any:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     contenders, wanted = select(args)
+    profile = tuple(p.strip() for p in args.profile.split(",") if p.strip())
+    if profile and (why := profiling_unavailable()) is not None:
+        raise SystemExit(f"--profile: {why}")
     cfg = scenarios.QUICK if args.quick else scenarios.FULL
     if args.slow_chunk:
         cfg = dataclasses.replace(cfg, slow_chunk=args.slow_chunk)
@@ -236,7 +277,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "server": "uvicorn --http httptools (uvloop), 1 process; gunicorn gthread, 1 worker, "
         f"{GUNICORN_THREADS} threads",
-        "client": "httpx.AsyncClient in the harness process (uvloop when installed)",
+        "client": "httpx.AsyncClient in the harness process (uvloop when installed); "
+        "the idle scenario holds its streams with raw asyncio sockets",
+        "nofile": raise_fd_limit()[0],
     }
     print(f"bench: {meta['mode']} run, {len(contenders)} contenders, scenarios {wanted}")
     for contender in contenders:
@@ -245,10 +288,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             skipped[contender.name] = reason
             print(f"  {contender.name:22} skipped: {reason}")
             continue
-        results[contender.name] = await run_contender(contender, wanted, cfg, log_dir)
+        results[contender.name] = await run_contender(contender, wanted, cfg, log_dir, profile)
     floor = results.get("floor")
     again = [s for s in wanted if s in ("throughput", "concurrency")]
-    if floor is not None and again and len(results) > 1 and not args.quick:
+    if floor is not None and again and len(results) > 1 and not args.quick and not profile:
         # Every ratio divides by the floor, so one unlucky moment for it would
         # skew the whole table: it runs again at the end and keeps its best.
         print("  floor again (every ratio is taken to its best run)")

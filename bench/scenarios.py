@@ -46,6 +46,13 @@ class Config:
     slow_chunk: int = 8192
     slow_stall: float = 5.0
     slow_rcvbuf: int = 64 * 1024
+    idle_streams: int = 5000
+    idle_heartbeat: float = 1.0
+    idle_open_cut: float = 60.0
+    idle_hold: float = 10.0
+    idle_connect_parallel: int = 200
+    """Connections being opened at once (each until its first event)."""
+    idle_close_cut: float = 15.0
     isolate: bool = True
     scenario_limit: float = 150.0
     """A fresh server for each scenario but throughput + latency (else they share)."""
@@ -70,6 +77,10 @@ QUICK = Config(
     memory_settle=0.3,
     slow_bytes=10 * MiB,
     slow_stall=1.0,
+    idle_streams=500,
+    idle_open_cut=10.0,
+    idle_hold=3.0,
+    idle_close_cut=5.0,
     isolate=False,
     scenario_limit=30.0,
 )

@@ -12,17 +12,23 @@ Parameters (JSON body or query string, see :class:`Params`): ``chunks``,
 (``gen``: a generator, like indoxRouter's ``return_generator=True``;
 ``response``: an iterator whose ``close()`` interrupts a pending read, like an
 HTTP response stream), ``mode`` (``sync`` or ``async`` upstream), ``sid``,
-``heartbeat`` (passed to the kit only).
+``heartbeat`` (passed to the kit, sse-starlette and the floor).  ``BENCH_HEARTBEAT``
+in the environment sets the heartbeat of apps that fix it when they start
+(the kit's FastAPI router, FastAPI's own SSE): see :data:`HEARTBEAT`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import json
 import os
+import resource
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +36,20 @@ from typing import Any, Literal
 
 Kind = Literal["gen", "response"]
 Mode = Literal["sync", "async"]
+
+HEARTBEAT = float(os.environ.get("BENCH_HEARTBEAT") or 15.0)
+"""The heartbeat of a server whose request does not say (15 s: the kit's default)."""
+PING = b": ping\n\n"
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's open-file limit as far as allowed; the (soft, hard) limits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,42 @@ class _Record:
     finished: bool = False
 
 
+class GCWatch:
+    """The cyclic garbage collector's pauses in this process (``gc.callbacks``): with
+    thousands of streams a full collection stops every stream at once."""
+
+    def __init__(self, keep: int = 500) -> None:
+        self._started = 0.0
+        self.pauses: deque[tuple[float, float, int]] = deque(maxlen=keep)
+        """(start, seconds, generation) of the latest collections."""
+        self.count = 0
+        self.total = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.monotonic()
+            return
+        took = time.monotonic() - self._started
+        self.count += 1
+        self.total += took
+        self.pauses.append((self._started, took, int(info.get("generation", -1))))
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "total_s": self.total,
+            "max_s": max((p[1] for p in self.pauses), default=0.0),
+            "pauses": [list(p) for p in self.pauses],
+        }
+
+
+GC = GCWatch()
+
+
 class Tracker:
     """Counters shared by every upstream of one server process."""
 
@@ -142,6 +198,8 @@ class Tracker:
                 "pulled": self.pulled,
                 "pulled_bytes": self.pulled_bytes,
                 "threads": threading.active_count(),
+                "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                "gc": GC.snapshot(),
                 "streams": {
                     sid: {
                         "started": r.started,
@@ -186,7 +244,9 @@ def serve_stats(port: int) -> None:
     threading.Thread(target=server.serve_forever, name="bench-stats", daemon=True).start()
 
 
-if os.environ.get("BENCH_STATS_PORT"):
+if os.environ.get("BENCH_STATS_PORT"):  # a server process the harness started
+    raise_fd_limit()
+    GC.install()
     serve_stats(int(os.environ["BENCH_STATS_PORT"]))
 
 
@@ -283,13 +343,21 @@ async def async_chunks(params: Params) -> AsyncIterator[str]:
 
 
 async def encoded_chunks(params: Params) -> AsyncIterator[bytes]:
-    """The floor's upstream: async, already SSE-encoded, nothing left to do per chunk."""
+    """The floor's upstream: async, already SSE-encoded, nothing left to do per chunk.
+
+    Given a ``heartbeat``, it also writes a ping after each heartbeat of
+    silence, with one sleep per ping: the least a heartbeat can cost."""
     record = TRACKER.enter(params.sid)
     chunk = encoded(params.size)
+    heartbeat = params.heartbeat
     finished = False
     try:
         for index in range(params.chunks):
             wait = params.wait_before(index)
+            while heartbeat and wait > heartbeat:
+                await asyncio.sleep(heartbeat)
+                wait -= heartbeat
+                yield PING
             if wait:
                 await asyncio.sleep(wait)
             TRACKER.pull(record, params.size)

@@ -30,7 +30,7 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from bench.upstream import TRACKER, Params, chunks_for, sync_chunks  # noqa: E402
+from bench.upstream import HEARTBEAT, TRACKER, Params, chunks_for, sync_chunks  # noqa: E402
 from indox_integrations.django import sse_response  # noqa: E402
 
 
@@ -42,14 +42,14 @@ def stream_wsgi(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if request.method != "POST":
         return JsonResponse({"error": "POST only"}, status=405)
     params = _params(request)
-    return sse_response(sync_chunks(params), request, heartbeat=params.heartbeat or 15.0)
+    return sse_response(sync_chunks(params), request, heartbeat=params.heartbeat or HEARTBEAT)
 
 
 async def stream_asgi(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if request.method != "POST":
         return JsonResponse({"error": "POST only"}, status=405)
     params = _params(request)
-    return sse_response(chunks_for(params), request, heartbeat=params.heartbeat or 15.0)
+    return sse_response(chunks_for(params), request, heartbeat=params.heartbeat or HEARTBEAT)
 
 
 def stats(request: HttpRequest) -> HttpResponse:

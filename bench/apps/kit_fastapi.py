@@ -1,7 +1,8 @@
 """The kit on FastAPI as an app would mount it: ``create_router(client)``, with a
 callable client.  The router validates ``{"prompt", ...}`` and passes only the
 prompt on, so the harness sends the upstream parameters as the prompt, in query
-string form (``chunks=20&delay=0.05&mode=sync``)."""
+string form (``chunks=20&delay=0.05&mode=sync``).  The router's options are fixed when
+it is made, so its heartbeat comes from ``BENCH_HEARTBEAT``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 
 from bench.apps.common import STATS_ROUTES
-from bench.upstream import Params, chunks_for
+from bench.upstream import HEARTBEAT, Params, chunks_for
 from indox_integrations.clients import LLMRequest
 from indox_integrations.fastapi import create_router
 
@@ -23,4 +24,4 @@ def client(request: LLMRequest) -> Iterator[str] | AsyncIterator[str]:
 
 app = FastAPI()
 app.router.routes.extend(STATS_ROUTES)
-app.include_router(create_router(client, usage="skip", serve_static=False))
+app.include_router(create_router(client, usage="skip", serve_static=False, heartbeat=HEARTBEAT))

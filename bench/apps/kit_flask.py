@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from bench.upstream import TRACKER, Params, sync_chunks
+from bench.upstream import HEARTBEAT, TRACKER, Params, sync_chunks
 from indox_integrations.flask import sse_response
 
 app = Flask(__name__)
@@ -16,7 +16,7 @@ app = Flask(__name__)
 @app.post("/stream")
 def stream() -> Response:
     params = Params.parse(request.args, request.get_json(silent=True) or {})
-    return sse_response(sync_chunks(params), heartbeat=params.heartbeat or 15.0)
+    return sse_response(sync_chunks(params), heartbeat=params.heartbeat or HEARTBEAT)
 
 
 @app.get("/stats")

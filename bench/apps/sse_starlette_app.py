@@ -1,5 +1,6 @@
 """sse-starlette's ``EventSourceResponse`` (library defaults) over the sync or the
-async upstream; a sync iterator runs in anyio's thread pool."""
+async upstream; a sync iterator runs in anyio's thread pool.  A request's
+``heartbeat`` becomes its ``ping`` interval (default 15 s)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,13 @@ async def stream(request: Request) -> Response:
                 yield chunk
             yield "[DONE]"
 
-        return EventSourceResponse(agenerate())
+        return EventSourceResponse(agenerate(), ping=params.heartbeat)
 
     def generate() -> Iterator[str]:
         yield from sync_chunks(params)
         yield "[DONE]"
 
-    return EventSourceResponse(generate())
+    return EventSourceResponse(generate(), ping=params.heartbeat)
 
 
 app = Starlette(routes=[Route("/stream", stream, methods=["POST"]), *STATS_ROUTES])
