@@ -8,10 +8,11 @@ package itself is not imported here: any object with ``messages.create`` works.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .clients import LLMRequest
+from .clients import LLMRequest, acall_client
 from .requests import ChatRequest, RequestError
 
 __all__ = ["AnthropicChat"]
@@ -131,6 +132,18 @@ class AnthropicChat:
     def __call__(self, request: LLMRequest) -> Any:
         """Start the call for one validated request: the SDK's event stream, or an awaitable."""
         return self.client.messages.create(**self.arguments(request))
+
+    async def acall(self, request: LLMRequest) -> Any:
+        """The stream for async skins (see ``acall_client``), never blocking the loop.
+
+        ``AsyncAnthropic`` is awaited on the loop; ``Anthropic``, whose call blocks
+        until the response starts, is called in a thread of its own.
+        """
+        arguments = self.arguments(request)
+        create = self.client.messages.create
+        if inspect.iscoroutinefunction(inspect.unwrap(create)):
+            return await create(**arguments)
+        return await acall_client(lambda _request: create(**arguments), request)
 
     def __repr__(self) -> str:
         return f"AnthropicChat({type(self.client).__name__}, model={self.model!r})"
