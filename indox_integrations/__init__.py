@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .anthropic import AnthropicChat
 from .assets import STATIC_DIR, static_file
 from .chunks import UnsupportedChunkError, aiter_events, iter_events, normalize_usage
 from .clients import acall_client, call_client, client_error
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STATIC_DIR",
+    "AnthropicChat",
     "AsyncDemoClient",
     "AsyncSSEStream",
     "ChatRequest",

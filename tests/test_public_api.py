@@ -15,6 +15,7 @@ import indox_integrations
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = [
+    "anthropic",
     "assets",
     "chunks",
     "clients",
@@ -32,6 +33,7 @@ CORE = [
 
 PUBLIC = [
     "STATIC_DIR",
+    "AnthropicChat",
     "AsyncDemoClient",
     "AsyncSSEStream",
     "ChatRequest",
