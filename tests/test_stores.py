@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -314,6 +316,16 @@ def test_finish_and_status(make_store: Make) -> None:
     assert flat(store.read(stream_id)) == expected(BATCHES[:1])
 
 
+def test_finishing_twice_changes_nothing(make_store: Make) -> None:
+    store, other = make_store(), make_store()
+    stream_id = produce(store)
+    store.finish(stream_id, "failed")
+    other.finish(stream_id, "cancelled")
+    info = store.info(stream_id)
+    assert info is not None and info.status == "done"
+    assert flat(other.read(stream_id)) == expected()
+
+
 def test_owner_is_stored(make_store: Make) -> None:
     store, other = make_store(), make_store()
     stream_id = store.create(owner="user-42")
@@ -354,7 +366,8 @@ def test_cancel_is_seen_by_the_producer_elsewhere(make_store: Make) -> None:
     wait_until(lambda: other.info(stream_id) is not None)
     time.sleep(0.1)
     assert other.cancel(stream_id) is True
-    assert other.cancelled(stream_id)
+    # Seen at once, by every process: the producer's next check is what takes time.
+    assert producer_store.cancelled(stream_id)
     assert stop_seen.wait(5)
     thread.join(5)
     reader.join(5)
@@ -440,6 +453,18 @@ def test_maxlen_bounds_each_stream(make_store: Make) -> None:
             assert client.xlen(f"indox:{{{stream_id}}}:events") <= 5
 
 
+def test_reader_left_behind_the_cap_is_told(make_store: Make) -> None:
+    store = make_store(maxlen=3)
+    stream_id = store.create()
+    store.append(stream_id, BATCHES[0])
+    reader = store.read(stream_id)
+    assert next(reader).id == "1"
+    for _ in range(5):
+        store.append(stream_id, BATCHES[1])
+    with pytest.raises(EventsLost):
+        next(reader)
+
+
 def test_streams_expire(make_store: Make) -> None:
     store = make_store(ttl=0.3)
     stream_id = produce(store)
@@ -495,6 +520,24 @@ def test_unknown_ids(make_store: Make) -> None:
             store.finish(stream_id, "done")
 
 
+def test_unknown_ids_async(make_store: Make) -> None:
+    store = make_store()
+
+    async def main() -> None:
+        try:
+            assert await store.ainfo("D" * 22) is None
+            assert await store.acancel("D" * 22) is False
+            with pytest.raises(StreamNotFound):
+                async for _ in store.aread("D" * 22):
+                    pass
+            with pytest.raises(StreamNotFound):
+                await store.aappend("D" * 22, BATCHES[0])
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())
+
+
 def test_unknown_id_cancel_creates_no_key(redis_server: RedisServer, redis_url: str) -> None:  # noqa: F811
     store = RedisStore(redis_url)
     try:
@@ -503,6 +546,43 @@ def test_unknown_id_cancel_creates_no_key(redis_server: RedisServer, redis_url: 
         with redis_server.client() as client:
             assert client.keys("*") == []
     finally:
+        store.close()
+
+
+PRODUCER = """
+import sys, time
+from indox_integrations.stores import RedisStore
+store = RedisStore(sys.argv[1], lease=0.5)
+stream_id = store.create(owner="p")
+store.append(stream_id, [b"data: before\\n\\n"])
+print(stream_id, flush=True)
+while True:
+    time.sleep(0.1)
+    store.renew(stream_id)
+"""
+
+
+def test_killed_producer_process_ends_readers_with_producer_lost(redis_url: str) -> None:  # noqa: F811
+    producer = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, redis_url], stdout=subprocess.PIPE, text=True
+    )
+    store = RedisStore(redis_url, poll=0.05)
+    try:
+        assert producer.stdout is not None
+        stream_id = producer.stdout.readline().strip()
+        time.sleep(1.0)  # twice the lease: alive only because it renews
+        info = store.info(stream_id)
+        assert info is not None and info.producing
+        reader = store.read(stream_id, idle=0.1)
+        assert next(reader).blocks == (b"data: before\n\n",)
+        producer.send_signal(signal.SIGKILL)
+        producer.wait(5)
+        with pytest.raises(ProducerLost):
+            for _ in reader:
+                pass
+    finally:
+        producer.kill()
+        producer.communicate(timeout=5)
         store.close()
 
 

@@ -172,7 +172,8 @@ class SyncStore(Protocol):
     ttl: float
     """Seconds a stream lives after its last write (running) or its end (finished)."""
     lease: float
-    """Seconds a producer's lease lasts; renew well within it (every ``lease / 3``)."""
+    """Seconds a producer's lease lasts (8 by default, so readers of a dead producer end
+    within 10 s); renew well within it (every ``lease / 3``)."""
 
     def create(self, owner: str | None = None, *, alias: str | None = None) -> str:
         """Start a running stream and the producer's lease; return its new id.
@@ -198,7 +199,8 @@ class SyncStore(Protocol):
     def finish(self, stream_id: str, status: Status) -> None:
         """End the stream with a final status; it expires ``ttl`` seconds from now.
 
-        Readers get every entry appended before, then their iterators end.
+        Readers get every entry appended before, then their iterators end.  Finishing
+        a finished stream changes nothing.
         """
         ...
 
@@ -232,7 +234,7 @@ class SyncStore(Protocol):
         many seconds.  Raises ``StreamNotFound`` (unknown, expired or lost),
         ``ProducerLost`` (lease ran out before the end: send ``producer_lost``),
         ``EventsLost`` (the position was trimmed away), ``ValueError`` (``after`` is
-        not an event id) and ``StoreUnavailable``.
+        not an event id) and ``StoreUnavailable``, when called or while iterating.
         """
         ...
 

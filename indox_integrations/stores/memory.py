@@ -61,7 +61,7 @@ class MemoryStore:
         [entry.wire() for entry in store.read(stream_id)]  # [b"id: 1:0\\ndata: hi\\n\\n"]
     """
 
-    def __init__(self, *, maxlen: int = 10_000, ttl: float = 3600.0, lease: float = 10.0) -> None:
+    def __init__(self, *, maxlen: int = 10_000, ttl: float = 3600.0, lease: float = 8.0) -> None:
         if maxlen < 1 or ttl <= 0 or lease <= 0:
             raise ValueError(
                 f"expected maxlen >= 1, ttl > 0 and lease > 0, got {maxlen!r}, {ttl!r}, {lease!r}"
@@ -173,9 +173,10 @@ class MemoryStore:
         now = time.monotonic()
         with self._lock:
             stream = self._get(stream_id, now)
-            stream.status = status
-            stream.expires = now + self.ttl
-            self._wake(stream)
+            if stream.status == "running":
+                stream.status = status
+                stream.expires = now + self.ttl
+                self._wake(stream)
 
     def cancel(self, stream_id: str) -> bool:
         now = time.monotonic()

@@ -74,8 +74,9 @@ class RedisStore:
     behind the cap gets ``EventsLost``), ``ttl`` is how long keys live after the
     last write or the end, ``lease`` how long a producer may go without renewing,
     and ``poll`` the longest a reader blocks (``XREAD BLOCK``) between checks of
-    the lease.  ``timeout`` and ``connect_timeout`` bound each call; when Redis
-    cannot be reached, every method raises ``StoreUnavailable``.
+    the lease: readers of a killed producer end within ``lease + poll`` (8.5 s).
+    ``timeout`` and ``connect_timeout`` bound each call; when Redis cannot be
+    reached, every method raises ``StoreUnavailable``.
 
         store = RedisStore("redis://localhost:6379/0")
         stream_id = store.create(owner="user-1")
@@ -92,7 +93,7 @@ class RedisStore:
         *,
         maxlen: int = 10_000,
         ttl: float = 3600.0,
-        lease: float = 10.0,
+        lease: float = 8.0,
         poll: float = 0.5,
         prefix: str = "indox",
         timeout: float = 5.0,
@@ -212,7 +213,8 @@ class RedisStore:
             if status in FINAL_STATUSES:
                 return None
         for _ in range(3):
-            xadd = ("XADD", events, "MAXLEN", "=", self.maxlen, f"{seq}-0", *fields)
+            # Exact MAXLEN (no "~"), in the Redis 5 syntax (no "=", which came in 6.2).
+            xadd = ("XADD", events, "MAXLEN", self.maxlen, f"{seq}-0", *fields)
             replies = yield from self._write(stream_id, [xadd, *commands])
             # Our number was taken: another store object wrote to this stream.
             if not (isinstance(replies[0], Exception) and "equal or smaller" in str(replies[0])):
@@ -578,10 +580,5 @@ def _seq(entry_id: bytes) -> int:
 
 
 def _stream_entries(reply: Any) -> list[Any]:
-    """The entries of a one-stream ``XREAD`` reply (RESP2: a list; RESP3: a dict)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        (entries,) = reply.values()
-        return list(entries[0] if entries and isinstance(entries[0], list) else entries)
-    return list(reply[0][1])
+    """The entries of a one-stream ``XREAD`` reply (RESP2: ``[[name, entries]]`` or nil)."""
+    return list(reply[0][1]) if reply else []
