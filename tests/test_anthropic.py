@@ -397,6 +397,16 @@ def test_two_tool_calls_get_their_own_indexes(
     ]
 
 
+def test_a_tool_without_arguments_completes_with_an_empty_object(
+    server: FakeAnthropic, client: anthropic.Anthropic
+) -> None:
+    # Anthropic streams a single empty partial_json for a tool without parameters.
+    server.scripts["now"] = Reply(blocks=(tool_use("get_time"),), stop_reason="tool_use")
+    events = list(iter_events(call_client(AnthropicChat(client), chat(HELLO, model="now"))))
+    (call,) = [e for e in events if isinstance(e, ToolCallEvent)]
+    assert (call.name, call.arguments, call.valid) == ("get_time", {}, True)
+
+
 def test_tool_arguments_that_are_not_json_arrive_raw_and_flagged(
     server: FakeAnthropic, client: anthropic.Anthropic
 ) -> None:
