@@ -6,15 +6,24 @@ on the offline demo client: one browser for the session, one server per framewor
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from browser import DemoPage, ExampleApp, example_app, launch_chromium
 from playwright.sync_api import Browser, sync_playwright
 
+from indox_integrations import (
+    DemoClient,
+    ReasoningEvent,
+    TextEvent,
+    ToolCallEvent,
+    iter_events,
+)
 from indox_integrations.demo import STORY
 
 pytestmark = pytest.mark.browser
@@ -275,3 +284,192 @@ def test_page_fits_a_phone_and_loads_nothing_from_elsewhere(
         assert demo.requests and all(url.startswith(f"{app.url}/") for url in demo.requests)
     finally:
         context.close()
+
+
+def demo_events(prompt: str, model: str) -> list[Any]:
+    """The typed events the offline demo client makes of ``prompt``: what the page must show."""
+    return list(iter_events(DemoClient(delay=0).completion(prompt, model=model, stream=True)))
+
+
+def test_reasoning_streams_muted_and_collapsible_above_the_answer(demo: DemoPage) -> None:
+    prompt = "Why is the sky blue?"
+    events = demo_events(prompt, "demo/think")
+    demo.send(prompt, "demo/think")
+    # Reasoning shows while the stream is still running.
+    demo.page.wait_for_function(
+        """() => document.getElementById('output').getAttribute('aria-busy') === 'true'
+            && document.getElementById('reasoning-text').textContent !== ''"""
+    )
+    demo.wait_until_idle()
+
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningEvent))
+    answer = "".join(e.text for e in events if isinstance(e, TextEvent))
+    assert reasoning and answer
+    assert demo.text("#reasoning-text") == reasoning
+    assert demo.output() == answer
+    assert demo.visible("#reasoning-text")
+    colors = demo.evaluate(
+        """() => ['reasoning', 'output']
+            .map((id) => getComputedStyle(document.getElementById(id)).color)"""
+    )
+    assert colors[0] != colors[1], "reasoning is muted"
+    demo.page.click("#reasoning summary")
+    assert not demo.visible("#reasoning-text")
+    assert demo.text("#status").startswith("Done in")
+
+    # The next answer without reasoning hides the box again.
+    assert demo.run("plain", "demo/echo") == "plain"
+    assert not demo.visible("#reasoning")
+
+
+def test_a_tool_call_shows_its_name_and_pretty_arguments(demo: DemoPage) -> None:
+    prompt = "What is the weather in Oslo?"
+    (call,) = [e for e in demo_events(prompt, "demo/tools") if isinstance(e, ToolCallEvent)]
+    assert demo.run(prompt, "demo/tools") == ""
+
+    shown = demo.evaluate(
+        """() => [...document.querySelectorAll('#tools .tool-call')].map((box) => ({
+            name: box.querySelector('h2').textContent,
+            args: box.querySelector('pre').textContent,
+            state: box.dataset.state,
+        }))"""
+    )
+    assert shown == [
+        {"name": call.name, "args": json.dumps(call.arguments, indent=2), "state": "complete"}
+    ]
+    assert demo.visible("#tools")
+    assert demo.text("#status").endswith("Finish reason: tool_calls.")
+    assert demo.visible("#usage") and not demo.visible("#error")
+
+    assert demo.run("plain", "demo/echo") == "plain"
+    assert not demo.visible("#tools")
+
+
+# The resumable wire (issue 13), served by the page's own routes so it works against any app:
+# the POST's reply ends before `event: done`, as a dropped connection does.
+RESUME_PATH = "/streams/s-1"
+FIRST_PART = (
+    ": stream open\n\n"
+    "id: 1\nevent: reasoning\ndata: Thinking about <b>it</b>\n\n"
+    "id: 2\ndata: Hello, \n\n"
+    'id: 3\nevent: tool_call_delta\ndata: {"index": 0, "id": "call_1", '
+    '"name": "<img src=x onerror=alert(1)>", "arguments": "{\\"city\\": "}\n\n'
+)
+REST = (
+    "id: 4\ndata: world <img src=x onerror=alert(2)>\n\n"
+    'id: 5\nevent: tool_call_delta\ndata: {"index": 0, "id": null, "name": null, '
+    '"arguments": "\\"Paris\\"}"}\n\n'
+    'id: 6\nevent: tool_call\ndata: {"index": 0, "id": "call_1", '
+    '"name": "<img src=x onerror=alert(1)>", "arguments": {"city": "Paris"}}\n\n'
+    'id: 7\nevent: finish\ndata: {"reason": "tool_calls"}\n\n'
+    "id: 8\nevent: done\ndata: [DONE]\n\n"
+)
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+RESUME_HEADERS = {**SSE_HEADERS, "Indox-Stream-Id": "s-1", "Indox-Resume-Url": RESUME_PATH}
+
+
+@pytest.fixture
+def routed(demo: DemoPage) -> Iterator[DemoPage]:
+    """The page with routes of the test's own; afterwards nothing kept for the next test."""
+    try:
+        yield demo
+    finally:
+        demo.page.unroute_all(behavior="ignoreErrors")
+        demo.evaluate("() => sessionStorage.clear()")
+
+
+def saved_stream(demo: DemoPage) -> Any:
+    return demo.evaluate("() => JSON.parse(sessionStorage.getItem('indox-demo:stream'))")
+
+
+def test_a_reload_mid_answer_continues_it_with_resume_stream(
+    routed: DemoPage, app: ExampleApp
+) -> None:
+    page = routed.page
+    held: list[Any] = []  # resume requests left unanswered, like a network that is down
+    page.route(
+        f"{app.url}/stream",
+        lambda route: route.fulfill(status=200, headers=RESUME_HEADERS, body=FIRST_PART),
+    )
+    page.route(f"{app.url}{RESUME_PATH}", lambda route: held.append(route))
+    routed.send("weather?", "demo/story")
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.includes('reconnecting')"
+    )
+
+    assert routed.output() == "Hello, "
+    assert saved_stream(routed)["lastEventId"] == "3"
+    assert saved_stream(routed)["resumeUrl"] == f"{app.url}{RESUME_PATH}"
+    assert page.is_enabled("#stop")
+
+    page.unroute(f"{app.url}{RESUME_PATH}")
+    page.route(
+        f"{app.url}{RESUME_PATH}",
+        lambda route: route.fulfill(status=200, headers=SSE_HEADERS, body=REST),
+    )
+    with page.expect_request(f"{app.url}{RESUME_PATH}") as resumed:
+        page.reload()
+    routed.wait_until_idle()
+
+    assert resumed.value.method == "GET"
+    assert resumed.value.headers.get("last-event-id") == "3"
+    assert routed.output() == "Hello, world <img src=x onerror=alert(2)>"
+    assert routed.text("#reasoning-text") == "Thinking about <b>it</b>"
+    assert routed.text("#tools h2") == "<img src=x onerror=alert(1)>"
+    assert routed.text("#tools pre") == json.dumps({"city": "Paris"}, indent=2)
+    assert page.input_value("#prompt") == "weather?"
+    assert routed.text("#status").endswith("Finish reason: tool_calls.")
+    assert page.is_enabled("#send")
+    assert saved_stream(routed) is None, "a finished answer is forgotten"
+    assert routed.evaluate("() => document.querySelectorAll('img, b').length") == 0
+    assert routed.dialogs == []
+
+
+def test_stop_cancels_a_resumable_stream_and_forgets_it(routed: DemoPage, app: ExampleApp) -> None:
+    page = routed.page
+    page.route(
+        f"{app.url}/stream",
+        lambda route: route.fulfill(status=200, headers=RESUME_HEADERS, body=FIRST_PART),
+    )
+    page.route(
+        f"{app.url}{RESUME_PATH}",
+        lambda route: route.fulfill(status=204) if route.request.method == "DELETE" else None,
+    )
+    routed.send("weather?", "demo/story")
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.includes('reconnecting')"
+    )
+    with page.expect_request(
+        lambda request: request.method == "DELETE" and request.url == f"{app.url}{RESUME_PATH}"
+    ) as cancelled:
+        page.click("#stop")
+    routed.wait_until_idle()
+
+    assert routed.text("#status").startswith("Stopped")
+    assert saved_stream(routed) is None
+    if app.framework == "django":
+        assert cancelled.value.headers.get("x-csrftoken")
+
+
+def test_an_expired_stream_on_reload_shows_the_error(routed: DemoPage, app: ExampleApp) -> None:
+    page = routed.page
+    entry = {"resumeUrl": f"{app.url}{RESUME_PATH}", "lastEventId": "3", "mode": "completion",
+             "prompt": "weather?", "model": "demo/story", "text": "Hello, ", "reasoning": "",
+             "calls": []}  # fmt: skip
+    page.route(
+        f"{app.url}{RESUME_PATH}",
+        lambda route: route.fulfill(
+            status=404, json={"error": {"type": "not_found", "message": "unknown stream"}}
+        ),
+    )
+    routed.evaluate(
+        "(entry) => sessionStorage.setItem('indox-demo:stream', JSON.stringify(entry))", entry
+    )
+    page.reload()
+    routed.wait_until_idle()
+
+    assert routed.output() == "Hello, "
+    assert routed.text("#error") == "stream_not_found: unknown stream"
+    assert routed.text("#status").startswith("Ended with an error")
+    assert page.is_enabled("#send")
+    assert saved_stream(routed) is None
