@@ -160,6 +160,20 @@ def test_replay_after_the_last_block_ends_at_once(make_store: Make) -> None:
     assert list(store.read(stream_id, "4:0")) == []
 
 
+def test_replay_after_a_future_id(make_store: Make) -> None:
+    """An id past the end (not one the store made): nothing to replay, and no hang."""
+    store = make_store()
+    stream_id = produce(store)
+    assert list(store.read(stream_id, "99:0")) == []
+    running = store.create()
+    store.append(running, BATCHES[0])
+    reader = store.read(running, "2:0", idle=0.01)
+    store.append(running, BATCHES[1])
+    store.append(running, BATCHES[2])
+    store.finish(running, "done")
+    assert flat(reader) == expected(BATCHES[:3])[2:]
+
+
 def test_reader_in_another_process_sees_the_same_stream(make_store: Make) -> None:
     producer, reader = make_store(), make_store()
     stream_id = producer.create(owner="u")
@@ -410,7 +424,7 @@ def test_lease_expiry_reaches_async_readers(make_store: Make) -> None:
 
 
 def test_renewed_lease_keeps_readers_waiting(make_store: Make) -> None:
-    store = make_store(lease=0.3)
+    store = make_store(lease=1.0)
     stream_id = store.create()
     done = threading.Event()
 
@@ -423,7 +437,7 @@ def test_renewed_lease_keeps_readers_waiting(make_store: Make) -> None:
     reader_out: list[Any] = []
     reader = threading.Thread(target=lambda: reader_out.append(flat(store.read(stream_id))))
     reader.start()
-    time.sleep(1.0)  # several leases long
+    time.sleep(2.0)  # two leases long
     store.append(stream_id, BATCHES[0])
     store.finish(stream_id, "done")
     done.set()
@@ -552,7 +566,7 @@ def test_unknown_id_cancel_creates_no_key(redis_server: RedisServer, redis_url: 
 PRODUCER = """
 import sys, time
 from indox_integrations.stores import RedisStore
-store = RedisStore(sys.argv[1], lease=0.5)
+store = RedisStore(sys.argv[1], lease=1.0)
 stream_id = store.create(owner="p")
 store.append(stream_id, [b"data: before\\n\\n"])
 print(stream_id, flush=True)
@@ -570,7 +584,7 @@ def test_killed_producer_process_ends_readers_with_producer_lost(redis_url: str)
     try:
         assert producer.stdout is not None
         stream_id = producer.stdout.readline().strip()
-        time.sleep(1.0)  # twice the lease: alive only because it renews
+        time.sleep(1.5)  # longer than the lease: alive only because it renews
         info = store.info(stream_id)
         assert info is not None and info.producing
         reader = store.read(stream_id, idle=0.1)

@@ -339,12 +339,16 @@ class RedisStore:
             else:
                 # Nothing came within the poll: is the stream still there, and its producer?
                 page = ("XRANGE", events, f"{position + 1}-0", "+", "COUNT", _PAGE)
-                replies = yield _Call([("EXISTS", meta), ("EXISTS", lease), page], transaction=True)
-                exists, alive, found = self._check(replies or [])
+                replies = yield _Call(
+                    [("HGET", meta, "status"), ("EXISTS", lease), page], transaction=True
+                )
+                status, alive, found = self._check(replies or [])
                 if found:
                     continue
-                if not exists:
+                if status is None:
                     raise StreamNotFound(f"stream {stream_id!r} expired or was lost")
+                if status.decode() in FINAL_STATUSES:
+                    return  # ``after`` was past the end marker
                 if not alive:
                     raise ProducerLost(
                         f"the producer of stream {stream_id!r} stopped renewing its lease"
