@@ -10,6 +10,7 @@ message chunks (``AIMessageChunk``).
 from __future__ import annotations
 
 import codecs
+import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -63,6 +64,12 @@ _ANTHROPIC_EVENTS = frozenset(
     }
 )
 _ANTHROPIC_DERIVED = frozenset({"text", "thinking", "input_json", "citation", "signature"})
+_ANTHROPIC_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -183,7 +190,7 @@ class ChunkNormalizer:
             return self._feed_anthropic(kind, chunk)
         if isinstance(kind, str) and kind in _ANTHROPIC_DERIVED and not isinstance(chunk, Mapping):
             return []
-        if not isinstance(chunk, Mapping) and hasattr(chunk, "tool_call_chunks"):
+        if not isinstance(chunk, Mapping) and hasattr(chunk, "response_metadata"):
             return self._feed_langchain(chunk)
         if isinstance(chunk, Mapping):
             return self._feed_record(chunk)
@@ -216,7 +223,13 @@ class ChunkNormalizer:
         if self.usage_seen:
             return None
         if self._counts:
-            return self._usage(self._counts).usage
+            counts = dict(self._counts)
+            # Anthropic counts cached prompt tokens apart; OpenAI's prompt_tokens include them.
+            cached = counts.pop("cache_read_input_tokens", 0)
+            cached += counts.pop("cache_creation_input_tokens", 0)
+            if cached:
+                counts["input_tokens"] = counts.get("input_tokens", 0) + cached
+            return self._usage(counts).usage
         getter = getattr(self._source, "get_usage_info", None)
         if not callable(getter):
             return None
@@ -355,7 +368,7 @@ class ChunkNormalizer:
 
     def _count(self, usage: Any) -> None:
         """Record Anthropic token counts: each is cumulative, the latest wins."""
-        for key in ("input_tokens", "output_tokens"):
+        for key in _ANTHROPIC_COUNTS:
             value = _int_or_none(_get(usage, key))
             if value is not None:
                 self._counts[key] = value
@@ -383,6 +396,14 @@ class ChunkNormalizer:
                     _get(call, "args"),
                 )
             )
+        if not hasattr(chunk, "tool_call_chunks"):
+            # A whole AIMessage (a model that cannot stream): its calls come parsed.
+            for position, call in enumerate(_get(chunk, "tool_calls") or ()):
+                arguments = json.dumps(_get(call, "args") or {})
+                events.append(
+                    self._tools.delta(position, _get(call, "id"), _get(call, "name"), arguments)
+                )
+                events.extend(self._tools.complete(position))
         usage = _get(chunk, "usage_metadata")
         if usage:
             # LangChain adds chunks up: each one's usage is a part of the total.
@@ -395,7 +416,11 @@ class ChunkNormalizer:
         if model:
             self._known["model"] = model
         events.extend(
-            self._finish(_get(metadata, "finish_reason") or _get(metadata, "stop_reason"))
+            self._finish(
+                _get(metadata, "finish_reason")
+                or _get(metadata, "stop_reason")
+                or _get(metadata, "done_reason")
+            )
         )
         return events
 

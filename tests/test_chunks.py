@@ -437,3 +437,48 @@ def test_normalize_usage_known_extras_fill_only_gaps() -> None:
         "model": "from-usage",
         "provider": "p",
     }
+
+
+def test_anthropic_cached_prompt_tokens_count_as_prompt_tokens() -> None:
+    evs = events(
+        [
+            {
+                "type": "message_start",
+                "message": {
+                    "model": "claude-x",
+                    "usage": {
+                        "input_tokens": 5,
+                        "cache_read_input_tokens": 100,
+                        "cache_creation_input_tokens": 20,
+                        "output_tokens": 1,
+                    },
+                },
+            },
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}},
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "Hi"},
+            },
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "model_context_window_exceeded"},
+                "usage": {"output_tokens": 7},
+            },
+            {"type": "message_stop"},
+        ]
+    )
+    assert evs == [
+        TextEvent("Hi"),
+        FinishEvent("length"),
+        UsageEvent(
+            {
+                "prompt_tokens": 125,
+                "completion_tokens": 7,
+                "total_tokens": 132,
+                "model": "claude-x",
+                "finish_reason": "length",
+            }
+        ),
+    ]

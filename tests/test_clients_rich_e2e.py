@@ -311,17 +311,7 @@ def test_wsgi_servers_iterate_the_models_stream(app_url: str, framework: str) ->
 
 @pytest.mark.parametrize(
     "framework",
-    [
-        "fastapi",
-        pytest.param(
-            "django-asgi",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Django's ChatView/CompletionView start every client with the sync "
-                "call_client, in a thread, under ASGI too",
-            ),
-        ),
-    ],
+    ["fastapi", "django-asgi"],
 )
 def test_asgi_servers_iterate_the_models_astream(app_url: str, framework: str) -> None:
     stream_wire(app_url, "/lc-fake/stream", {"prompt": PROMPT})

@@ -311,11 +311,6 @@ def test_a_model_failing_mid_stream_is_the_error_event(mode: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the normalizer knows AIMessageChunk only: a model without streaming yields an "
-    "AIMessage from stream(), which ends as invalid_chunk",
-)
 @pytest.mark.parametrize("mode", list(WIRES))
 def test_a_model_that_cannot_stream_answers_with_its_whole_message(mode: str) -> None:
     # BaseChatModel.stream() of a model with no _stream yields invoke()'s AIMessage.

@@ -19,7 +19,7 @@ from django.http.request import RawPostDataException
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from ..clients import LLMRequest, call_client, client_error
+from ..clients import LLMRequest, acall_client, call_client, client_error
 from ..concurrency import close_async
 from ..protocols import Reply, Route, StreamProtocol, aserve, get_protocol, named_protocol, serve
 from ..requests import (
@@ -30,6 +30,7 @@ from ..requests import (
     parse_completion,
     read_json_body,
 )
+from ..wsgi import discard_body
 from . import conf
 from .responses import serves_async, sse_response
 
@@ -112,7 +113,11 @@ class StreamView(View):
             return JsonResponse(exc.as_json(), status=exc.status)
         asgi = serves_async(request)
         try:
-            source = await sync_to_async(self.call_client)(llm_request)
+            if asgi and type(self).call_client is StreamView.call_client:
+                # Async clients (and adapters with an async entry) run on the loop.
+                source = await acall_client(self.get_client(), llm_request)
+            else:
+                source = await sync_to_async(self.call_client)(llm_request)
             if not asgi and (inspect.isawaitable(source) or hasattr(source, "__aiter__")):
                 return await _async_client(source)
             if inspect.isawaitable(source):
@@ -235,6 +240,16 @@ def _set(values: dict[str, Any]) -> dict[str, Any]:
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
     """The raw body, refusing a declared size over ``limit`` before reading it."""
+    try:
+        return _read_at_most(request, limit)
+    except RequestError:
+        # Under WSGI, the rest of the body left unread would break the next
+        # request on the connection (ASGI servers have read it already).
+        discard_body(request.META)
+        raise
+
+
+def _read_at_most(request: HttpRequest, limit: int) -> bytes:
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
