@@ -83,6 +83,7 @@ class _Batches:
         self._ready = threading.Condition(self._lock)
         self.done = False
         self.error: BaseException | None = None
+        self._nudged = False
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -110,11 +111,18 @@ class _Batches:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(_resolve, waiter)
 
+    def nudge(self) -> None:
+        """End the current wait early (with :class:`FeedTimeout`): deadlines changed."""
+        with self._lock:
+            self._nudged = True
+            self._wake()
+
     def get(self, timeout: float | None) -> list[Any]:
         """Wait (blocking) for the next batch; ``[]`` once the upstream is done."""
         with self._lock:
             if not self._items and not self.done:
-                self._ready.wait_for(lambda: self._items or self.done, timeout)
+                self._ready.wait_for(lambda: self._items or self.done or self._nudged, timeout)
+            self._nudged = False
             if not self._items and not self.done:
                 raise FeedTimeout
             return self._take()
@@ -124,6 +132,9 @@ class _Batches:
         with self._lock:
             if self._items or self.done:
                 return self._take()
+            if self._nudged:
+                self._nudged = False
+                raise FeedTimeout
             self._loop = asyncio.get_running_loop()
             waiter = self._waiter = self._loop.create_future()
         # A timer resolves the same future: one handle per wait, and no
@@ -140,6 +151,7 @@ class _Batches:
                 if self._waiter is waiter:
                     self._waiter = None
         with self._lock:
+            self._nudged = False
             if not self._items and not self.done:
                 raise FeedTimeout
             return self._take()

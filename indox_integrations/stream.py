@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapp
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
+from . import shutdown
 from .chunks import ChunkNormalizer, UnsupportedChunkError, is_full_response
 from .concurrency import FeedTimeout, TaskFeed, ThreadFeed, close_async, close_sync, keep_running
 from .events import ErrorEvent, FinishEvent, TextEvent, UsageEvent
@@ -41,7 +42,15 @@ __all__ = [
 logger = logging.getLogger("indox_integrations")
 
 UsagePolicy = Literal["skip", "attach"]
-Outcome = Literal["completed", "client_disconnected", "upstream_error", "timeout"]
+Outcome = Literal[
+    "completed",
+    "client_disconnected",
+    "client_stalled",
+    "upstream_error",
+    "timeout",
+    "shutdown",
+    "cancelled",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class StreamReport:
     duration: float
     usage: dict[str, Any] | None
     error: BaseException | None = None
+    context: Any = None
+    """The stream's ``context`` option: who asked (a user id), for billing."""
 
 
 Callback = Callable[[Any], Any]
@@ -70,6 +81,9 @@ class StreamOptions(TypedDict, total=False):
     idle_timeout: float | None
     expose_errors: bool
     protocol: str | StreamProtocol
+    send_timeout: float | None
+    shutdown_grace: float
+    context: Any
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -80,10 +94,13 @@ def check_options(options: Mapping[str, Any]) -> None:
     usage = options.get("usage", "skip")
     if usage not in ("skip", "attach"):
         raise ValueError(f"usage must be 'skip' or 'attach', got {usage!r}")
-    for name in ("heartbeat", "idle_timeout"):
+    for name in ("heartbeat", "idle_timeout", "send_timeout"):
         value = options.get(name)
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be a positive number of seconds or None")
+    grace = options.get("shutdown_grace", 0)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+        raise ValueError(f"shutdown_grace must be a number of seconds >= 0, got {grace!r}")
     protocol = options.get("protocol", "indox")
     if not isinstance(protocol, StreamProtocol):
         get_protocol(protocol)
@@ -110,6 +127,9 @@ class _Pipeline:
         idle_timeout: float | None = 300.0,
         expose_errors: bool = False,
         protocol: str | StreamProtocol = "indox",
+        send_timeout: float | None = 30.0,
+        shutdown_grace: float = 5.0,
+        context: Any = None,
     ) -> None:
         check_options(
             {
@@ -117,6 +137,8 @@ class _Pipeline:
                 "heartbeat": heartbeat,
                 "idle_timeout": idle_timeout,
                 "protocol": protocol,
+                "send_timeout": send_timeout,
+                "shutdown_grace": shutdown_grace,
             }
         )
         if not (
@@ -133,6 +155,9 @@ class _Pipeline:
         self.heartbeat = heartbeat
         self.idle_timeout = idle_timeout
         self.expose_errors = expose_errors
+        self.send_timeout = send_timeout
+        self.shutdown_grace = shutdown_grace
+        self.context = context
         self.normalizer = ChunkNormalizer(source)
         self.feed: ThreadFeed | TaskFeed | None = None
         self.closing: asyncio.Task[Any] | None = None
@@ -162,10 +187,24 @@ class _Pipeline:
             waits.append(self.last_write + self.heartbeat - now)
         if self.idle_timeout is not None:
             waits.append(self.last_activity + self.idle_timeout - now)
+        stopping = shutdown.started()
+        if stopping is not None:
+            waits.append(stopping + self.shutdown_grace - now)
         return max(0.0, min(waits)) if waits else None
 
+    def shutdown_due(self) -> bytes | None:
+        """The shutdown error, once the server stops and this stream's grace is over."""
+        stopping = shutdown.started()
+        if stopping is None or time.monotonic() < stopping + self.shutdown_grace:
+            return None
+        self.outcome = "shutdown"
+        return self.wrote(self.wire.error("shutdown", "the server is shutting down"))
+
     def on_silence(self) -> tuple[bytes, bool]:
-        """Nothing came in time: a heartbeat, or the idle timeout."""
+        """Nothing came in time: a heartbeat, the idle timeout, or shutdown."""
+        stop = self.shutdown_due()
+        if stop is not None:
+            return stop, True
         now = time.monotonic()
         if self.idle_timeout is not None and now - self.last_activity >= self.idle_timeout:
             self.outcome = "timeout"
@@ -177,6 +216,9 @@ class _Pipeline:
 
     def on_batch(self, items: list[Any]) -> tuple[bytes, bool]:
         """Encode a batch of chunks; True when the stream must end here."""
+        stop = self.shutdown_due()
+        if stop is not None:
+            return stop, True
         self.last_activity = time.monotonic()
         wire = self.wire
         out = []
@@ -261,6 +303,7 @@ class _Pipeline:
             duration=time.monotonic() - self.started,
             usage=self.usage,
             error=self.error,
+            context=self.context,
         )
         level = logging.ERROR if self.error is not None else logging.INFO
         logger.log(
@@ -271,7 +314,7 @@ class _Pipeline:
             report.bytes,
             report.duration,
             exc_info=self.error,
-            extra={"indox_stream": report},
+            extra={"indox_stream": report, "indox_context": report.context},
         )
         if self.usage is not None and self.on_usage is not None:
             _call(self.on_usage, self.usage)
@@ -336,6 +379,7 @@ class SSEStream:
             yield pipe.wrote(pipe.wire.open())
             feed = pipe.feed = ThreadFeed(pipe.upstream())
             feed.start()
+            shutdown.watch(feed)
             while True:
                 try:
                     items = feed.get(pipe.wait_time())
@@ -401,6 +445,7 @@ class AsyncSSEStream:
             feed = TaskFeed(upstream) if hasattr(upstream, "__aiter__") else ThreadFeed(upstream)
             pipe.feed = feed
             feed.start()
+            shutdown.watch(feed)
             while True:
                 try:
                     items = await feed.aget(pipe.wait_time())
