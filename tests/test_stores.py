@@ -291,6 +291,33 @@ def test_async_producer_and_readers(make_store: Make) -> None:
     assert (info.status, info.owner, info.producing) == ("done", "me", False)
 
 
+def test_a_reader_cancelled_while_waiting_leaves_the_store_usable(make_store: Make) -> None:
+    """A client that leaves: its task is cancelled inside the blocking read."""
+    store = make_store()
+
+    async def main() -> list[tuple[str, bytes]]:
+        try:
+            stream_id = await store.acreate()
+
+            async def read() -> None:
+                async for _ in store.aread(stream_id):
+                    pass
+
+            task = asyncio.create_task(read())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            for blocks in BATCHES:
+                await store.aappend(stream_id, blocks)
+            await store.afinish(stream_id, "done")
+            return flat([entry async for entry in store.aread(stream_id)])
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(main()) == expected()
+
+
 def test_idle_ticks_while_nothing_comes(make_store: Make) -> None:
     store = make_store()
     stream_id = store.create()

@@ -361,20 +361,9 @@ class RedisStore:
                         yield Entry(str(position), ())
                         quiet = 0.0
                     block = min(block, idle - quiet)
-            replies = yield _Call(
-                [
-                    (
-                        "XREAD",
-                        "COUNT",
-                        _PAGE,
-                        "BLOCK",
-                        max(1, int(block * 1000)),
-                        "STREAMS",
-                        events,
-                        f"{position}-0",
-                    )  # fmt: skip
-                ]
-            )
+            block_ms = max(1, int(block * 1000))
+            xread = ("XREAD", "COUNT", _PAGE, "BLOCK", block_ms, "STREAMS", events, f"{position}-0")
+            replies = yield _Call([xread])
             found = _stream_entries(self._check(replies or [])[0])
 
     def _take(
