@@ -105,7 +105,7 @@ def test_headers_mark_a_ui_message_stream() -> None:
 
 
 def test_one_post_route_with_csrf_kept_on() -> None:
-    assert [(r.method, r.path) for r in AISDKProtocol.routes] == [("POST", "/chat")]
+    assert [(r.method, r.path, r.name) for r in AISDKProtocol.routes] == [("POST", "/chat", "chat")]
     assert AISDKProtocol.csrf_exempt is False
 
 

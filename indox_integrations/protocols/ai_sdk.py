@@ -144,7 +144,7 @@ class AISDKProtocol(StreamProtocol):
 
     name = "ai-sdk"
     headers = {**HEADERS, "x-vercel-ai-ui-message-stream": "v1"}
-    routes = (Route("POST", "/chat", "ai_sdk_chat"),)
+    routes = (Route("POST", "/chat", "chat"),)
     csrf_exempt = False
 
     @classmethod
