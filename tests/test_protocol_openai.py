@@ -391,7 +391,7 @@ def test_models_without_a_list_is_empty_and_keys_guard_it() -> None:
 
 
 def test_open_sends_the_role_first() -> None:
-    assert encoder().open() == delta_chunk('{"role":"assistant","content":""}')
+    assert encoder().open() == delta_chunk('{"role":"assistant"}')
 
 
 def test_text_is_a_content_delta() -> None:
@@ -518,7 +518,7 @@ def test_the_pipeline_with_the_demo_client() -> None:
     parsed = chunks(
         b"".join(sse_stream(call_client(client, result.request), protocol=result.encoder))
     )
-    assert parsed[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert parsed[0]["choices"][0]["delta"] == {"role": "assistant"}
     arguments = "".join(
         c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for c in parsed[1:-3]
     )

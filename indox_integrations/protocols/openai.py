@@ -4,7 +4,7 @@ Serves ``POST /chat/completions`` and ``GET /models`` (mount them under ``/v1``)
 A streamed answer is one ``chat.completion.chunk`` per event::
 
     data: {"id":"chatcmpl-…","object":"chat.completion.chunk",…,"choices":[{"index":0,
-           "delta":{"role":"assistant","content":""},…}]}
+           "delta":{"role":"assistant"},…}]}
     data: {…"delta":{"content":"Once"}…}      reasoning_content, tool_calls likewise
     data: {…"delta":{},…"finish_reason":"stop"}]}
     data: {…"choices":[],"usage":{…}}          with stream_options.include_usage
@@ -286,7 +286,8 @@ class OpenAIProtocol(StreamProtocol):
         )
 
     def open(self) -> bytes:
-        return self._chunk({"role": "assistant", "content": ""})
+        # No "content" yet: an answer of tool calls only then ends with null content, as OpenAI's.
+        return self._chunk({"role": "assistant"})
 
     def text(self, text: str) -> bytes:
         return encode_data(f'{self._text}{_json(text)}}},"logprobs":null,"finish_reason":null}}]}}')

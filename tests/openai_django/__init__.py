@@ -1,0 +1,1 @@
+"""A Django project serving ``protocol="openai"`` under ``v1/``, CSRF and GZip middleware on."""
