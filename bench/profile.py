@@ -25,6 +25,7 @@ py-spy is not a dependency of the package: ``pip install py-spy`` (or the
 from __future__ import annotations
 
 import contextlib
+import marshal
 import re
 import shutil
 import signal
@@ -181,27 +182,91 @@ def summarize(
     }
 
 
+def summarize_pstats(path: Path, chunks: int | None = None, top: int = 30) -> dict[str, Any]:
+    """The same from a :mod:`bench.cprof` dump: thread CPU time and calls per chunk."""
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = marshal.loads(path.read_bytes())
+    total = sum(row[2] for row in stats.values())
+    per = 1e6 / chunks if chunks else None
+    layers: Counter[str] = Counter()
+    named = []
+    for (file, line, function), (_cc, calls, own, inclusive, _) in stats.items():
+        layers[_layer(function, file)] += own
+        name = f"{function} ({_short(file)}:{line})"
+        named.append((name, calls, own, inclusive))
+
+    def row(name: str, calls: int | None, own: float, inclusive: float | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"function": name, "share": own / total if total else 0.0}
+        if per is not None:
+            out["us_per_chunk"] = own * per
+            if calls is not None:
+                out["calls_per_chunk"] = calls / chunks if chunks else None
+            if inclusive is not None:
+                out["inclusive_us_per_chunk"] = inclusive * per
+        return out
+
+    by_own = sorted(named, key=lambda r: r[2], reverse=True)[:top]
+    by_inclusive = sorted(named, key=lambda r: r[3], reverse=True)[:top]
+    by_calls = sorted(named, key=lambda r: r[1], reverse=True)[:top]
+    return {
+        "file": str(path),
+        "clock": "thread CPU time (cProfile, time.thread_time)",
+        "chunks": chunks,
+        "own_us_per_chunk": total * per if per is not None else None,
+        "layers": [row(n, None, t, None) for n, t in layers.most_common()],
+        "own": [row(n, c, t, i) for n, c, t, i in by_own],
+        "inclusive": [row(n, c, t, i) for n, c, t, i in by_inclusive],
+        "calls": [row(n, c, t, i) for n, c, t, i in by_calls],
+    }
+
+
+def _short(file: str) -> str:
+    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
+        if marker in file:
+            tail = file.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python3" and "/" in tail else tail
+    return file
+
+
 def render(summary: dict[str, Any]) -> str:
     """The summary as plain text tables."""
-    lines = [f"{summary['file']}: {summary['samples']:,} samples at {summary['rate']} Hz"]
-    if summary["gil_us_per_chunk"] is not None:
-        lines[0] += (
-            f" over {summary['chunks']:,} chunks: {summary['gil_us_per_chunk']:.0f} µs per chunk"
-            " with the GIL held"
-        )
-    if summary["cpu_us_per_chunk"] is not None:
+    if "samples" in summary:
+        lines = [f"{summary['file']}: {summary['samples']:,} samples at {summary['rate']} Hz"]
+        if summary["gil_us_per_chunk"] is not None:
+            lines[0] += (
+                f" over {summary['chunks']:,} chunks: {summary['gil_us_per_chunk']:.0f} µs"
+                " per chunk with the GIL held"
+            )
+    else:
+        lines = [f"{summary['file']}: {summary['clock']}"]
+        if summary["own_us_per_chunk"] is not None:
+            lines[0] += (
+                f" over {summary['chunks']:,} chunks: {summary['own_us_per_chunk']:.0f} µs"
+                " per chunk in profiled code"
+            )
+    if summary.get("cpu_us_per_chunk") is not None:
         lines[0] += f" (server CPU measured: {summary['cpu_us_per_chunk']:.0f} µs per chunk)"
-    for title, key in (("by layer (innermost frame)", "layers"), ("own time", "own"),
-                       ("inclusive time", "inclusive")):  # fmt: skip
+    sections = [("by layer (innermost frame)", "layers"), ("own time", "own"),
+                ("inclusive time", "inclusive"), ("most calls", "calls")]  # fmt: skip
+    for title, key in sections:
+        if key not in summary:
+            continue
         lines += ["", f"{title}:"]
         for row in summary[key]:
             us = f"{row['us_per_chunk']:7.1f} µs" if "us_per_chunk" in row else ""
+            if "inclusive_us_per_chunk" in row:
+                us += f" {row['inclusive_us_per_chunk']:7.1f} µs incl."
+            if row.get("calls_per_chunk") is not None:
+                us += f" {row['calls_per_chunk']:6.2f} calls/chunk"
             lines.append(f"  {row['share'] * 100:5.1f}% {us}  {row['function']}")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
-        raise SystemExit("usage: python -m bench.profile FILE.txt [CHUNKS]")
+        raise SystemExit("usage: python -m bench.profile FILE.txt|FILE.pstats [CHUNKS]")
+    target = Path(sys.argv[1])
     delivered = int(sys.argv[2]) if len(sys.argv) == 3 else None
-    print(render(summarize(Path(sys.argv[1]), delivered, top=40)))
+    if target.suffix == ".pstats":
+        print(render(summarize_pstats(target, delivered, top=40)))
+    else:
+        print(render(summarize(target, delivered, top=40)))

@@ -23,12 +23,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 if __package__ in (None, ""):  # run as ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import idle, report, scenarios
 from bench.contenders import BY_NAME, CONTENDERS, Contender
-from bench.profile import Profiler, render, summarize
+from bench.profile import Profiler, render, summarize, summarize_pstats
 from bench.profile import available as profiling_unavailable
 from bench.servers import GUNICORN_THREADS, ROOT, Server, stop_all
 from bench.upstream import raise_fd_limit
@@ -60,6 +62,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help="comma-separated scenario steps to sample with py-spy (concurrency-1000, idle, ...;"
         " 'concurrency' means every concurrency step): bench/results/profiles/",
+    )
+    parser.add_argument(
+        "--profiler",
+        choices=("py-spy", "cprofile"),
+        default="py-spy",
+        help="py-spy: sampling, low cost; cprofile: exact calls and thread CPU per function,"
+        " several times slower",
     )
     parser.add_argument("--list", action="store_true", help="list the contenders and exit")
     return parser.parse_args(argv)
@@ -121,22 +130,36 @@ async def run_contender(
     cfg: scenarios.Config,
     log_dir: Path,
     profile: tuple[str, ...] = (),
+    profiler: str = "py-spy",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    profile_dir = log_dir.parent / "profiles"
+
+    def profiled(name: str) -> bool:
+        return any(name == p or name.startswith(f"{p}-") for p in profile)
 
     async def measure(name: str, group: list[Server]) -> scenarios.Result:
-        if not any(name == p or name.startswith(f"{p}-") for p in profile):
+        if not profiled(name):
             return await bounded(run_of[name](group), cfg.scenario_limit)
-        raw = log_dir.parent / "profiles" / f"{contender.name}.{name}.txt"
-        profiler = Profiler(group[0].pid, raw)
-        try:
+        stem = f"{contender.name}.{name}"
+        if profiler == "cprofile":
+            await cprofile_call(group[0], "mark")
             result = await bounded(run_of[name](group), cfg.scenario_limit)
-        finally:
-            written = profiler.stop()
-        if written:
-            summary = summarize(raw, result.get("events"), result.get("cpu_us_per_chunk"))
-            raw.with_suffix(".summary.txt").write_text(render(summary) + "\n")
-            result["profile"] = summary
+            await cprofile_call(group[0], "dump")
+            path = Path(group[0].env["BENCH_CPROFILE"])
+            summary = summarize_pstats(path, result.get("events"))
+        else:
+            sampler = Profiler(group[0].pid, profile_dir / f"{stem}.txt")
+            try:
+                result = await bounded(run_of[name](group), cfg.scenario_limit)
+            finally:
+                written = sampler.stop()
+            if not written:
+                return result
+            summary = summarize(profile_dir / f"{stem}.txt", result.get("events"))
+        summary["cpu_us_per_chunk"] = result.get("cpu_us_per_chunk")
+        (profile_dir / f"{stem}.summary.txt").write_text(render(summary) + "\n")
+        result["profile"] = summary
         return result
 
     @contextlib.contextmanager
@@ -194,10 +217,15 @@ async def run_contender(
     # and all are up before the first measurement; an idle server takes no CPU
     # from the one being measured.
     # The idle scenario's heartbeat is also set for the apps that fix theirs at start.
-    env = {"idle": {"BENCH_HEARTBEAT": f"{cfg.idle_heartbeat:g}"}}
+    env = {label: {} for label in groups}
+    if "idle" in env:
+        env["idle"]["BENCH_HEARTBEAT"] = f"{cfg.idle_heartbeat:g}"
+    for label, names in groups.items():
+        if profiler == "cprofile" and any(profiled(n) for n in names):
+            env[label]["BENCH_CPROFILE"] = str(profile_dir / f"{contender.name}.{label}.pstats")
     servers = {
         label: [
-            Server(contender, log_dir, f"{label}-{i}", env.get(label))
+            Server(contender, log_dir, f"{label}-{i}", env[label])
             for i in range(2 if label == "disconnect" else 1)
         ]
         for label in groups
@@ -235,6 +263,14 @@ async def run_contender(
     return out
 
 
+async def cprofile_call(server: Server, action: str) -> None:
+    """Mark or dump the server's cProfile totals (:mod:`bench.cprof`) on its side port."""
+    url = server.stats_url.rsplit("/", 1)[0] + f"/profile/{action}"
+    async with httpx.AsyncClient() as client:
+        response = await client.post(url, timeout=120.0)
+        response.raise_for_status()
+
+
 def _concurrency_step(
     contender: Contender, cfg: scenarios.Config, streams: int
 ) -> Callable[[list[Server]], Awaitable[scenarios.Result]]:
@@ -260,7 +296,7 @@ def best_of(first: Any, second: Any) -> Any:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     contenders, wanted = select(args)
     profile = tuple(p.strip() for p in args.profile.split(",") if p.strip())
-    if profile and (why := profiling_unavailable()) is not None:
+    if profile and args.profiler == "py-spy" and (why := profiling_unavailable()) is not None:
         raise SystemExit(f"--profile: {why}")
     cfg = scenarios.QUICK if args.quick else scenarios.FULL
     if args.slow_chunk:
@@ -288,7 +324,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             skipped[contender.name] = reason
             print(f"  {contender.name:22} skipped: {reason}")
             continue
-        results[contender.name] = await run_contender(contender, wanted, cfg, log_dir, profile)
+        results[contender.name] = await run_contender(
+            contender, wanted, cfg, log_dir, profile, args.profiler
+        )
     floor = results.get("floor")
     again = [s for s in wanted if s in ("throughput", "concurrency")]
     if floor is not None and again and len(results) > 1 and not args.quick and not profile:

@@ -62,7 +62,8 @@ class Server:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{contender.name}.{label}.log"
         self._log = self.log_path.open("w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(contender.env), **(env or {})}
+        self.env = {**dict(contender.env), **(env or {})}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env["BENCH_STATS_PORT"] = str(self.stats_port)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from bench import cprof
+
 Kind = Literal["gen", "response"]
 Mode = Literal["sync", "async"]
 
@@ -222,7 +224,15 @@ class _StatsHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path == "/reset":
             TRACKER.reset()
-        self._reply({"ok": True} if self.path == "/reset" else None)
+            self._reply({"ok": True})
+        elif self.path in ("/profile/mark", "/profile/dump") and cprof.PROFILES is not None:
+            if self.path == "/profile/mark":
+                cprof.PROFILES.mark()
+                self._reply({"ok": True})
+            else:
+                self._reply({"path": cprof.PROFILES.dump()})
+        else:
+            self._reply(None)
 
     def _reply(self, data: dict[str, Any] | None) -> None:
         body = json.dumps(data).encode()
@@ -247,6 +257,8 @@ def serve_stats(port: int) -> None:
 if os.environ.get("BENCH_STATS_PORT"):  # a server process the harness started
     raise_fd_limit()
     GC.install()
+    if os.environ.get("BENCH_CPROFILE"):
+        cprof.install(os.environ["BENCH_CPROFILE"])
     serve_stats(int(os.environ["BENCH_STATS_PORT"]))
 
 
