@@ -109,7 +109,8 @@ def serve_gunicorn(load: Callable[[], Any], host: str, port: int) -> None:
                 "worker_class": "gthread",
                 "workers": 1,
                 "threads": 64,
-                "graceful_timeout": 5,
+                # Longer than the streams' shutdown_grace (5 s): they end themselves first.
+                "graceful_timeout": 10,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)

@@ -7,15 +7,17 @@ timeout, end marker, closing the upstream), so every framework behaves alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import sys
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from . import shutdown
+from . import shutdown, watchdog
 from .chunks import ChunkNormalizer, UnsupportedChunkError, is_full_response
 from .concurrency import FeedTimeout, TaskFeed, ThreadFeed, close_async, close_sync, keep_running
 from .events import ErrorEvent, FinishEvent, TextEvent, UsageEvent
@@ -84,6 +86,7 @@ class StreamOptions(TypedDict, total=False):
     send_timeout: float | None
     shutdown_grace: float
     context: Any
+    on_finish: Callable[[], object] | None
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -109,6 +112,8 @@ def check_options(options: Mapping[str, Any]) -> None:
 def _wire(protocol: str | StreamProtocol, attach_usage: bool) -> StreamProtocol:
     """The encoder for one stream: a protocol's name, or an encoder made for it."""
     if isinstance(protocol, StreamProtocol):
+        if protocol.attach_usage is None:
+            protocol.attach_usage = attach_usage
         return protocol
     return get_protocol(protocol)(attach_usage=attach_usage)
 
@@ -130,6 +135,7 @@ class _Pipeline:
         send_timeout: float | None = 30.0,
         shutdown_grace: float = 5.0,
         context: Any = None,
+        on_finish: Callable[[], object] | None = None,
     ) -> None:
         check_options(
             {
@@ -150,6 +156,7 @@ class _Pipeline:
             )
         self.source = source
         self.wire = _wire(protocol, usage == "attach")
+        shutdown.install()  # from the main thread (ASGI servers), once the server's is in place
         self.on_usage = on_usage
         self.on_complete = on_complete
         self.heartbeat = heartbeat
@@ -158,6 +165,13 @@ class _Pipeline:
         self.send_timeout = send_timeout
         self.shutdown_grace = shutdown_grace
         self.context = context
+        # Called once, the moment the stream ends (the skins give back their limiter
+        # slot here); a stream dropped unsent, never started nor closed, calls it
+        # when it is collected.
+        self.on_finish: weakref.finalize[[], object] | None = None
+        if on_finish is not None:
+            self.on_finish = weakref.finalize(self, on_finish)
+            self.on_finish.atexit = False
         self.normalizer = ChunkNormalizer(source)
         self.feed: ThreadFeed | TaskFeed | None = None
         self.closing: asyncio.Task[Any] | None = None
@@ -288,6 +302,11 @@ class _Pipeline:
             self.closing = _run_coroutine(close_async(self.source))
         else:
             close_sync(self.source)
+        if self.on_finish is not None:
+            try:
+                self.on_finish()
+            except Exception:
+                logger.exception("on_finish %r failed", self.on_finish)
         if self.outcome is None:
             self.outcome = outcome
         if self.usage is None:
@@ -346,7 +365,12 @@ class SSEStream:
     """A sync iterator of encoded SSE bytes, for WSGI servers. See :func:`sse_stream`."""
 
     def __init__(
-        self, source: Any, client_gone: Callable[[], bool] | None = None, **options: Any
+        self,
+        source: Any,
+        client_gone: Callable[[], bool] | None = None,
+        *,
+        abort: Callable[[], None] | None = None,
+        **options: Any,
     ) -> None:
         if hasattr(source, "__aiter__") or hasattr(source, "__await__"):
             raise TypeError(
@@ -355,7 +379,12 @@ class SSEStream:
             )
         self._pipeline = _Pipeline(source, **options)
         self._client_gone = client_gone
+        self._abort = abort
         self._iterator = self._run()
+        self.sent_at: float | None = None
+        if self._pipeline.send_timeout is not None:
+            self.send_timeout = self._pipeline.send_timeout
+            watchdog.watch(self)
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -366,12 +395,32 @@ class SSEStream:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._iterator)
+        # The server asks for more once it has written the last piece.
+        self.sent_at = None
+        data = next(self._iterator)
+        self.sent_at = time.monotonic()
+        return data
 
     def close(self) -> None:
         """Stop: the upstream is closed and the outcome reported."""
+        self.sent_at = None
         self._iterator.close()
         self._pipeline.finish("client_disconnected")
+
+    def stalled(self) -> None:
+        """The reader froze (see :mod:`~indox_integrations.watchdog`): drop the stream.
+
+        Runs in the watchdog's thread while the server's thread is stuck in a
+        write: the server's socket is shut, so that write fails and the server
+        closes us in its own thread; without a socket, the upstream is closed here.
+        """
+        pipe = self._pipeline
+        if pipe.outcome is None:
+            pipe.outcome = "client_stalled"
+        if self._abort is not None:
+            self._abort()
+        else:
+            pipe.finish("client_stalled")
 
     def _run(self) -> Generator[bytes, None, None]:
         pipe = self._pipeline
@@ -414,6 +463,11 @@ class AsyncSSEStream:
             )
         self._pipeline = _Pipeline(source, **options)
         self._iterator = self._run()
+        self._consumer: asyncio.Task[Any] | None = None
+        self.sent_at: float | None = None
+        if self._pipeline.send_timeout is not None:
+            self.send_timeout = self._pipeline.send_timeout
+            watchdog.watch(self)
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -424,9 +478,35 @@ class AsyncSSEStream:
         return self
 
     async def __anext__(self) -> bytes:
-        return await self._iterator.__anext__()
+        # The server asks for more once it has written the last piece.
+        self.sent_at = None
+        data = await self._iterator.__anext__()
+        if self._consumer is None:
+            self._consumer = asyncio.current_task()
+        self.sent_at = time.monotonic()
+        return data
+
+    def stalled(self) -> None:
+        """The reader froze (see :mod:`~indox_integrations.watchdog`): drop the stream.
+
+        Runs in the watchdog's thread: on the loop, the upstream is closed and
+        the task stuck sending is cancelled, so the server drops the connection.
+        """
+        consumer = self._consumer
+        if consumer is None or consumer.done():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            consumer.get_loop().call_soon_threadsafe(self._drop, consumer)
+
+    def _drop(self, consumer: asyncio.Task[Any]) -> None:
+        pipe = self._pipeline
+        if pipe.outcome is None:
+            pipe.outcome = "client_stalled"
+        self.close()
+        consumer.cancel()
 
     async def aclose(self) -> None:
+        self.sent_at = None
         await self._iterator.aclose()
         self.close()
         if self._pipeline.closing is not None:
@@ -434,6 +514,7 @@ class AsyncSSEStream:
 
     def close(self) -> None:
         """Stop: the upstream is closed and the outcome reported."""
+        self.sent_at = None
         self._pipeline.finish("client_disconnected")
 
     async def _run(self) -> AsyncGenerator[bytes, None]:
@@ -464,6 +545,8 @@ class AsyncSSEStream:
 def sse_stream(
     source: Any,
     client_gone: Callable[[], bool] | None = None,
+    *,
+    abort: Callable[[], None] | None = None,
     **options: Unpack[StreamOptions],
 ) -> SSEStream:
     """Stream an LLM client's chunks as server-sent events, for WSGI servers.
@@ -480,15 +563,23 @@ def sse_stream(
     - ``expose_errors``: put the exception text into error events (off: no
       secrets leak; the traceback is always logged);
     - ``protocol``: the wire, ``"indox"`` (default), ``"openai"`` or ``"ai-sdk"``
-      (see :mod:`indox_integrations.protocols`).
+      (see :mod:`indox_integrations.protocols`);
+    - ``send_timeout``: seconds a write may make no progress (a reader that
+      stopped reading) before the stream is dropped, outcome ``client_stalled``
+      (30; ``None``: off);
+    - ``shutdown_grace``: seconds an open stream may go on once the server is
+      told to stop (SIGTERM), before it ends with a ``shutdown`` error (5);
+    - ``context``: any value, carried on the :class:`StreamReport` and the log
+      record (``indox_context``): who asked, for per-user billing.
 
     ``client_gone``, when given, is asked during silences whether the client
-    has left (see :func:`indox_integrations.wsgi.client_gone`).
+    has left (see :func:`indox_integrations.wsgi.client_gone`); ``abort``
+    drops the connection of a frozen reader (:func:`indox_integrations.wsgi.abort`).
 
         for data in sse_stream(client.completion(prompt, stream=True, return_generator=True)):
             write(data)
     """
-    return SSEStream(source, client_gone, **options)
+    return SSEStream(source, client_gone, abort=abort, **options)
 
 
 def async_sse_stream(source: Any, **options: Unpack[StreamOptions]) -> AsyncSSEStream:

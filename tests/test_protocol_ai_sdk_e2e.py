@@ -430,20 +430,7 @@ def test_stop_mid_stream_closes_the_upstream(
 
 
 @both
-@pytest.mark.parametrize(
-    "framework",
-    [
-        pytest.param(
-            framework,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the skins hand the pipeline handle()'s encoder as it was made, so "
-                "their usage option never reaches it (attach_usage stays False)",
-            ),
-        )
-        for framework in FRAMEWORKS
-    ],
-)
+@every
 def test_usage_and_finish_reason_as_message_metadata(
     app: App, framework: str, package: str
 ) -> None:

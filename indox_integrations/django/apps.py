@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
+from .. import shutdown
 from . import conf
 
 
@@ -15,3 +16,5 @@ class IndoxIntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         setting_changed.connect(conf.reload, dispatch_uid="indox_integrations.conf.reload")
+        # django.setup() runs in the server's main thread, once its handlers are in place.
+        shutdown.install()

@@ -107,8 +107,9 @@ class StreamProtocol:
         """The answer for a client that failed before streaming (or while collecting)."""
         raise NotImplementedError
 
-    def __init__(self, *, attach_usage: bool = False, model: str | None = None) -> None:
+    def __init__(self, *, attach_usage: bool | None = False, model: str | None = None) -> None:
         self.attach_usage = attach_usage
+        """Whether the end carries the usage; ``None``: as the stream's ``usage`` option says."""
         self.model = model
 
     def open(self) -> bytes:

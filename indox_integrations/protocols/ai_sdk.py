@@ -169,7 +169,9 @@ class AISDKProtocol(StreamProtocol):
             request = parse_ui_messages(data, limits)
         except RequestError as exc:
             return Reply(exc.status, exc.as_json())
-        return Call(request, cls(model=request.model, message_id=_response_message_id(data)))
+        # attach_usage=None: the usage goes into messageMetadata as the server's option says.
+        encoder = cls(attach_usage=None, model=request.model, message_id=_response_message_id(data))
+        return Call(request, encoder)
 
     @classmethod
     def client_error(cls, exc: BaseException) -> Reply:
@@ -179,7 +181,7 @@ class AISDKProtocol(StreamProtocol):
     def __init__(
         self,
         *,
-        attach_usage: bool = False,
+        attach_usage: bool | None = False,
         model: str | None = None,
         message_id: str | None = None,
     ) -> None:
