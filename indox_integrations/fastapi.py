@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
@@ -23,6 +24,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from .assets import static_file
 from .clients import LLMRequest, acall_client, client_error
+from .overload import Overload, Refusal, Slot, request_function
 from .protocols import Reply, Route, StreamProtocol, aserve, named_protocol
 from .requests import Limits, RequestError, check_content_type, parse_chat, parse_completion
 from .starlette import SSEResponse, sse_response
@@ -60,6 +62,9 @@ def create_router(
     limits: Limits | None = None,
     api_keys: Collection[str] | None = None,
     serve_static: bool = True,
+    max_streams: int | None = None,
+    max_streams_per_key: int | None = None,
+    limit_key: Callable[[Request], Any] | None = None,
     **stream_options: Unpack[StreamOptions],
 ) -> APIRouter:
     """Routes that stream ``client``'s answers as server-sent events.
@@ -83,37 +88,54 @@ def create_router(
     ``serve_static`` the browser helper is served at ``/static/indox-stream.js``
     (and ``indox-stream.global.js``, ``indox-stream.d.ts``).
 
+    ``context`` is a function of the ``Request`` (it may be async) whose value
+    goes to the stream's ``context``: on ``StreamReport.context`` and the log
+    record, e.g. ``context=lambda request: {"user": request.state.user.id}``.
+    ``max_streams`` answers 503 while the process holds that many streams,
+    ``max_streams_per_key`` answers 429 while ``limit_key(request)`` holds
+    that many (see :mod:`indox_integrations.overload`).
+
         app.include_router(create_router(Client(api_key=...)), prefix="/llm")
     """
     options: StreamOptions = {"usage": "attach", **stream_options}
+    context = request_function("context", options.pop("context", None))
     check_options(options)  # bad options fail here, not on the first request
+    overload = Overload(max_streams, max_streams_per_key, limit_key)
     limits = limits or Limits()
     protocol = options.pop("protocol", "indox")
+    route = _Route(options, overload, context)
     if protocol != "indox":
-        return _protocol_router(named_protocol(protocol), client, limits, api_keys, options)
+        return _protocol_router(named_protocol(protocol), client, limits, api_keys, route)
     completion_body, chat_body = _request_models(limits)
     route_class = type("IndoxStreamRoute", (_BodyLimitRoute,), {"limit": limits.max_body_bytes})
 
     async def respond(
-        parse: Callable[[Mapping[str, Any], Limits], LLMRequest], body: BaseModel
+        parse: Callable[[Mapping[str, Any], Limits], LLMRequest],
+        request: Request,
+        body: BaseModel,
     ) -> Response:
         try:
             # The same rules as Flask and Django (model allow-list, blank prompts).
-            request = parse(body.model_dump(exclude_unset=True), limits)
+            llm_request = parse(body.model_dump(exclude_unset=True), limits)
         except RequestError as exc:
             return JSONResponse(exc.as_json(), exc.status)
-        try:
-            source = await acall_client(client, request)
-        except Exception as exc:
-            status, content = client_error(exc)
-            return JSONResponse(content, status)
-        return sse_response(source, **options)
+        admitted = await route.admit(request)
+        if isinstance(admitted, Refusal):
+            return JSONResponse(admitted.as_json(), admitted.status, headers=admitted.headers)
+        with admitted as slot:  # given back at once unless the stream takes it over
+            stream_options = await route.stream_options(request)
+            try:
+                source = await acall_client(client, llm_request)
+            except Exception as exc:
+                status, content = client_error(exc)
+                return JSONResponse(content, status)
+            return sse_response(source, **slot.hand_over(stream_options))
 
-    async def stream(body: Any) -> Response:
-        return await respond(parse_completion, body)
+    async def stream(request: Request, body: Any) -> Response:
+        return await respond(parse_completion, request, body)
 
-    async def chat(body: Any) -> Response:
-        return await respond(parse_chat, body)
+    async def chat(request: Request, body: Any) -> Response:
+        return await respond(parse_chat, request, body)
 
     # The body models are built per router (they carry its limits), so they
     # cannot be named in the source annotations.
@@ -147,19 +169,50 @@ def create_router(
     return router
 
 
+class _Route:
+    """What every route of one router does per request: its limits and its context."""
+
+    def __init__(
+        self,
+        options: StreamOptions,
+        overload: Overload,
+        context: Callable[[Request], Any] | None,
+    ) -> None:
+        self.options = options
+        self.overload = overload
+        self.context = context
+
+    async def admit(self, request: Request) -> Slot | Refusal:
+        """A :class:`~indox_integrations.overload.Slot`, or the :class:`Refusal`."""
+        return self.overload.admit(await _of_request(self.overload.limit_key, request))
+
+    async def stream_options(self, request: Request) -> StreamOptions:
+        options = self.options.copy()
+        if self.context is not None:
+            options["context"] = await _of_request(self.context, request)
+        return options
+
+
+async def _of_request(function: Callable[[Request], Any] | None, request: Request) -> Any:
+    if function is None:
+        return None
+    value = function(request)
+    return await value if inspect.isawaitable(value) else value
+
+
 def _protocol_router(
     protocol: type[StreamProtocol],
     client: Any,
     limits: Limits,
     api_keys: Collection[str] | None,
-    options: StreamOptions,
+    shared: _Route,
 ) -> APIRouter:
     """The routes of another protocol: the body goes to the protocol as it came."""
     router = APIRouter()
     for route in protocol.routes:
         router.add_api_route(
             route.path,
-            _protocol_endpoint(protocol, route, client, limits, api_keys, options),
+            _protocol_endpoint(protocol, route, client, limits, api_keys, shared),
             methods=[route.method],
             name=f"{protocol.name}_{route.name}",
         )
@@ -172,7 +225,7 @@ def _protocol_endpoint(
     client: Any,
     limits: Limits,
     api_keys: Collection[str] | None,
-    options: StreamOptions,
+    shared: _Route,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         body = b""
@@ -182,12 +235,18 @@ def _protocol_endpoint(
                 return _reply(protocol.request_error(error))
             body = request._body
         result = protocol.handle(route, body, request.headers, limits, api_keys=api_keys)
-        answer = await aserve(protocol, result, client)
-        if isinstance(answer, Reply):
-            return _reply(answer)
-        stream_options = options.copy()
-        stream_options["protocol"] = answer.encoder
-        return sse_response(answer.source, **stream_options)
+        if isinstance(result, Reply):  # an error, or a listing: no client call, no slot
+            return _reply(result)
+        admitted = await shared.admit(request)
+        if isinstance(admitted, Refusal):
+            return _reply(admitted.reply(protocol))
+        with admitted as slot:  # a non-streamed answer gives it back once collected
+            answer = await aserve(protocol, result, client)
+            if isinstance(answer, Reply):
+                return _reply(answer)
+            stream_options = await shared.stream_options(request)
+            stream_options["protocol"] = answer.encoder
+            return sse_response(answer.source, **slot.hand_over(stream_options))
 
     return endpoint
 

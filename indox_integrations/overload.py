@@ -24,10 +24,19 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from .protocols import Reply, StreamProtocol
 from .requests import RequestError
 from .stream import StreamOptions
 
-__all__ = ["LIMITER", "RETRY_AFTER", "Overload", "Refusal", "Slot", "StreamLimiter"]
+__all__ = [
+    "LIMITER",
+    "RETRY_AFTER",
+    "Overload",
+    "Refusal",
+    "Slot",
+    "StreamLimiter",
+    "request_function",
+]
 
 logger = logging.getLogger("indox_integrations")
 
@@ -40,7 +49,7 @@ class Refusal:
     """A stream refused before the client was called: a 503 or a 429 with ``Retry-After``."""
 
     status: Literal[429, 503]
-    type: Literal["overloaded", "too_many_streams"]
+    kind: Literal["overloaded", "too_many_streams"]
     message: str
     retry_after: int = RETRY_AFTER
 
@@ -50,11 +59,12 @@ class Refusal:
 
     def as_json(self) -> dict[str, Any]:
         """The body of the kit's own routes: ``{"error": {"type", "message"}}``."""
-        return {"error": {"type": self.type, "message": self.message}}
+        return {"error": {"type": self.kind, "message": self.message}}
 
-    def as_request_error(self) -> RequestError:
-        """For a protocol's ``request_error()``, which answers in its own error shape."""
-        return RequestError("stream", self.message, self.status)
+    def reply(self, protocol: type[StreamProtocol]) -> Reply:
+        """The answer of a protocol's routes, in that protocol's error shape."""
+        reply = protocol.request_error(RequestError("stream", self.message, self.status))
+        return Reply(reply.status, reply.body, {**reply.headers, **self.headers})
 
 
 class Slot:
@@ -214,3 +224,17 @@ class Overload:
         return self.limiter.acquire(
             key, max_streams=self.max_streams, max_streams_per_key=self.max_streams_per_key
         )
+
+
+def request_function(name: str, value: Any) -> Callable[[Any], Any] | None:
+    """``value`` when it is a function of the request (or ``None``); ``TypeError`` otherwise.
+
+    Routers, blueprints and views take ``context=`` as a function of the
+    request; ``sse_response(context=...)`` takes the value itself.
+    """
+    if value is None or callable(value):
+        return value  # type: ignore[no-any-return]
+    raise TypeError(
+        f"{name} must be a function of the request, e.g. lambda request: "
+        f'{{"user": request.user.id}}, got {type(value).__name__}'
+    )
