@@ -417,6 +417,35 @@ def test_cancel_is_seen_by_the_producer_elsewhere(make_store: Make) -> None:
     assert reader_done[0][-1][1] == b'event: error\ndata: {"type": "cancelled"}\n\n'
 
 
+def test_attached_readers_are_seen_by_the_producer_elsewhere(make_store: Make) -> None:
+    """A reader on one process says it reads; the producer on another sees it, until it lapses."""
+    producer_store, reader_store = make_store(), make_store()
+    stream_id = producer_store.create()
+    assert not producer_store.attached(stream_id)
+    reader_store.attach(stream_id, 0.3)
+    assert producer_store.attached(stream_id)
+    assert wait_until(lambda: not producer_store.attached(stream_id), 5)
+    reader_store.attach(stream_id, 30)
+    assert producer_store.attached(stream_id)
+    # Ids of another shape are never attached, and attaching to one is harmless.
+    reader_store.attach("not an id", 30)
+    assert not producer_store.attached("not an id")
+
+
+def test_attached_async(make_store: Make) -> None:
+    store = make_store()
+
+    async def main() -> tuple[bool, bool]:
+        stream_id = await store.acreate()
+        before = await store.aattached(stream_id)
+        await store.aattach(stream_id, 30)
+        after = await store.aattached(stream_id)
+        await store.aclose()
+        return before, after
+
+    assert asyncio.run(main()) == (False, True)
+
+
 def test_lease_expiry_ends_readers_with_producer_lost(make_store: Make) -> None:
     store = make_store(lease=0.3)
     stream_id = store.create()
@@ -521,6 +550,7 @@ def test_every_redis_key_has_a_ttl(redis_server: RedisServer, redis_url: str) ->
         running = store.create(owner="u", alias="chat")
         store.append(running, BATCHES[0])
         store.cancel(running)
+        store.attach(running, 50)
         finished = produce(store, owner="v")
         store.renew(running)
         with redis_server.client() as client:
@@ -528,7 +558,7 @@ def test_every_redis_key_has_a_ttl(redis_server: RedisServer, redis_url: str) ->
             tag = f"{{{running}}}"
             assert [k for k in keys if tag in k] == [
                 f"indox:{tag}:cancel", f"indox:{tag}:events", f"indox:{tag}:lease",
-                f"indox:{tag}:meta",
+                f"indox:{tag}:meta", f"indox:{tag}:reader",
             ]  # fmt: skip
             assert "indox:alias:chat" in keys
             for key in keys:

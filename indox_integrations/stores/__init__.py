@@ -216,6 +216,18 @@ class SyncStore(Protocol):
         """Whether someone asked to cancel this stream."""
         ...
 
+    def attach(self, stream_id: str, seconds: float) -> None:
+        """Say that a reader is reading this stream, for the next ``seconds``.
+
+        Readers renew it while they read; a producer that finds nobody attached
+        (see :meth:`attached`) knows its events go unread.
+        """
+        ...
+
+    def attached(self, stream_id: str) -> bool:
+        """Whether a reader's :meth:`attach` is still current."""
+        ...
+
     def info(self, stream_id: str) -> StreamInfo | None:
         """Status and owner, or ``None`` if the stream is unknown or expired."""
         ...
@@ -260,6 +272,10 @@ class AsyncStore(Protocol):
     async def acancel(self, stream_id: str) -> bool: ...
 
     async def acancelled(self, stream_id: str) -> bool: ...
+
+    async def aattach(self, stream_id: str, seconds: float) -> None: ...
+
+    async def aattached(self, stream_id: str) -> bool: ...
 
     async def ainfo(self, stream_id: str) -> StreamInfo | None: ...
 

@@ -31,7 +31,7 @@ _SWEEP_EVERY = 1.0
 class _Stream:
     __slots__ = (
         "cancel_requested", "changed", "entries", "expires", "last", "lease_until", "owner",
-        "status", "waiters",
+        "reader_until", "status", "waiters",
     )  # fmt: skip
 
     def __init__(self, owner: str | None, maxlen: int, lock: threading.Lock) -> None:
@@ -42,6 +42,7 @@ class _Stream:
         self.lease_until = 0.0
         self.expires = 0.0
         self.cancel_requested = False
+        self.reader_until = 0.0
         self.changed = threading.Condition(lock)
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -193,6 +194,18 @@ class MemoryStore:
             stream = self._streams.get(stream_id)
             return stream is not None and stream.cancel_requested
 
+    def attach(self, stream_id: str, seconds: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                stream.reader_until = max(stream.reader_until, now + seconds)
+
+    def attached(self, stream_id: str) -> bool:
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            return stream is not None and stream.reader_until > time.monotonic()
+
     def info(self, stream_id: str) -> StreamInfo | None:
         now = time.monotonic()
         with self._lock:
@@ -264,6 +277,12 @@ class MemoryStore:
 
     async def acancelled(self, stream_id: str) -> bool:
         return self.cancelled(stream_id)
+
+    async def aattach(self, stream_id: str, seconds: float) -> None:
+        self.attach(stream_id, seconds)
+
+    async def aattached(self, stream_id: str) -> bool:
+        return self.attached(stream_id)
 
     async def ainfo(self, stream_id: str) -> StreamInfo | None:
         return self.info(stream_id)

@@ -11,6 +11,7 @@ a Redis Cluster and every transaction here stays in that slot:
 - ``<prefix>:{<id>}:lease``: the producer's lease, a key with a ``PX`` expiry set by
   Redis's own clock (no clock skew between hosts).
 - ``<prefix>:{<id>}:cancel``: present once someone cancelled.
+- ``<prefix>:{<id>}:reader``: present while a reader is attached (its own ``PX`` expiry).
 - ``<prefix>:alias:<alias>``: the latest stream id created with that alias.
 
 Every write sets a TTL on every key it touches in the same ``MULTI``, so no key
@@ -287,6 +288,20 @@ class RedisStore:
             return False
         return bool(self._check((yield _Call([("EXISTS", cancel)])))[0])
 
+    def _reader_key(self, stream_id: str) -> str | None:
+        return f"{self.prefix}:{{{stream_id}}}:reader" if is_stream_id(stream_id) else None
+
+    def _attach(self, stream_id: str, seconds: float) -> _Op[None]:
+        key = self._reader_key(stream_id)
+        if key is not None:
+            self._check((yield _Call([("SET", key, 1, "PX", max(1, int(seconds * 1000)))])))
+
+    def _attached(self, stream_id: str) -> _Op[bool]:
+        key = self._reader_key(stream_id)
+        if key is None:
+            return False
+        return bool(self._check((yield _Call([("EXISTS", key)])))[0])
+
     def _info(self, stream_id: str) -> _Op[StreamInfo | None]:
         try:
             meta, _, lease, cancel = self._keys(stream_id)
@@ -475,6 +490,12 @@ class RedisStore:
     def cancelled(self, stream_id: str) -> bool:
         return self._run(self._cancelled(stream_id))
 
+    def attach(self, stream_id: str, seconds: float) -> None:
+        self._run(self._attach(stream_id, seconds))
+
+    def attached(self, stream_id: str) -> bool:
+        return self._run(self._attached(stream_id))
+
     def info(self, stream_id: str) -> StreamInfo | None:
         return self._run(self._info(stream_id))
 
@@ -532,6 +553,12 @@ class RedisStore:
 
     async def acancelled(self, stream_id: str) -> bool:
         return await self._arun(self._cancelled(stream_id))
+
+    async def aattach(self, stream_id: str, seconds: float) -> None:
+        await self._arun(self._attach(stream_id, seconds))
+
+    async def aattached(self, stream_id: str) -> bool:
+        return await self._arun(self._attached(stream_id))
 
     async def ainfo(self, stream_id: str) -> StreamInfo | None:
         return await self._arun(self._info(stream_id))
