@@ -34,6 +34,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from .assets import STATIC_DIR
 from .clients import LLMRequest, call_client, client_error
+from .overload import Overload, Refusal, Slot, request_function
 from .protocols import Reply, Route, StreamProtocol, named_protocol, serve
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
 from .stream import StreamOptions, check_options, sse_stream
@@ -100,6 +101,9 @@ def create_blueprint(
     *,
     limits: Limits | None = None,
     api_keys: Collection[str] | None = None,
+    max_streams: int | None = None,
+    max_streams_per_key: int | None = None,
+    limit_key: Callable[[Any], Any] | None = None,
     **stream_options: Unpack[StreamOptions],
 ) -> Blueprint:
     """A blueprint with ``POST /stream``, ``POST /chat`` and the JS helper.
@@ -121,16 +125,27 @@ def create_blueprint(
     ``protocol="openai"`` serves ``POST /chat/completions`` and ``GET /models``
     instead (register it under ``/v1``), ``protocol="ai-sdk"`` serves ``POST
     /chat`` for the Vercel AI SDK; ``api_keys`` is checked by protocols that take keys.
+
+    ``context`` is a function of the ``request`` whose value goes to the
+    stream's ``context`` (``StreamReport.context``, the log record), e.g.
+    ``context=lambda request: {"user": g.user.id}``.  ``max_streams`` answers
+    503 while the process holds that many streams, ``max_streams_per_key``
+    answers 429 while ``limit_key(request)`` holds that many (see
+    :mod:`indox_integrations.overload`).  Require a login with
+    ``blueprint.before_request``: a hook returning a 401 answers before the
+    client is called.
     """
     blueprint = _Blueprint(name, __name__, static_folder=STATIC_DIR, static_url_path="/static")
     options: StreamOptions = {"usage": "attach", **stream_options}
+    context = request_function("context", options.pop("context", None))
     check_options(options)  # bad options fail here, not on the first request
     limits = limits or Limits()
     protocol = options.pop("protocol", "indox")
+    route = _Route(options, Overload(max_streams, max_streams_per_key, limit_key), context)
     views = (
-        _indox_views(blueprint, client, limits, options)
+        _indox_views(blueprint, client, limits, route)
         if protocol == "indox"
-        else _protocol_views(blueprint, named_protocol(protocol), client, limits, api_keys, options)
+        else _protocol_views(blueprint, named_protocol(protocol), client, limits, api_keys, route)
     )
 
     def method_not_allowed() -> tuple[Response, int] | None:
@@ -161,8 +176,35 @@ def create_blueprint(
     return blueprint
 
 
+class _Route:
+    """What every route of one blueprint does per request: its limits and its context."""
+
+    def __init__(
+        self, options: StreamOptions, overload: Overload, context: Callable[[Any], Any] | None
+    ) -> None:
+        self.options = options
+        self.overload = overload
+        self.context = context
+
+    def admit(self) -> Slot | Refusal:
+        limit_key = self.overload.limit_key
+        return self.overload.admit(None if limit_key is None else limit_key(request))
+
+    def stream_options(self) -> StreamOptions:
+        options = self.options.copy()
+        if self.context is not None:
+            options["context"] = self.context(request)
+        return options
+
+
+def _refused(refusal: Refusal) -> tuple[Response, int]:
+    response = jsonify(refusal.as_json())
+    response.headers.update(refusal.headers)
+    return response, refusal.status
+
+
 def _indox_views(
-    blueprint: Blueprint, client: Any, limits: Limits, options: StreamOptions
+    blueprint: Blueprint, client: Any, limits: Limits, route: _Route
 ) -> tuple[Callable[..., Any], ...]:
     """``POST /stream`` and ``POST /chat``, the kit's own routes."""
 
@@ -172,14 +214,19 @@ def _indox_views(
             llm_request = parse(data, limits)
         except RequestError as exc:
             return _json_error(exc)
-        try:
-            source = call_client(client, llm_request)
-        except Exception as exc:
-            status, payload = client_error(exc)
-            return jsonify(payload), status
-        if inspect.isawaitable(source) or hasattr(source, "__aiter__"):
-            return _async_client(source)
-        return sse_response(source, **options)
+        admitted = route.admit()
+        if isinstance(admitted, Refusal):
+            return _refused(admitted)
+        with admitted as slot:  # given back at once unless the stream takes it over
+            options = route.stream_options()
+            try:
+                source = call_client(client, llm_request)
+            except Exception as exc:
+                status, payload = client_error(exc)
+                return jsonify(payload), status
+            if inspect.isawaitable(source) or hasattr(source, "__aiter__"):
+                return _async_client(source)
+            return sse_response(source, **slot.hand_over(options))
 
     def stream() -> Response | tuple[Response, int]:
         return serve(parse_completion)
@@ -198,7 +245,7 @@ def _protocol_views(
     client: Any,
     limits: Limits,
     api_keys: Collection[str] | None,
-    options: StreamOptions,
+    shared: _Route,
 ) -> tuple[Callable[..., Any], ...]:
     """The routes of another protocol: the body goes to the protocol as it came."""
 
@@ -212,14 +259,20 @@ def _protocol_views(
                     return _reply(protocol.request_error(exc))
             headers = {key.lower(): value for key, value in request.headers.items()}
             result = protocol.handle(route, body, headers, limits, api_keys=api_keys)
-            answer = serve(protocol, result, client)
-            if isinstance(answer, Reply):
-                return _reply(answer)
-            if inspect.isawaitable(answer.source) or hasattr(answer.source, "__aiter__"):
-                return _async_client(answer.source)
-            stream_options = options.copy()
-            stream_options["protocol"] = answer.encoder
-            return sse_response(answer.source, **stream_options)
+            if isinstance(result, Reply):  # an error, or a listing: no client call, no slot
+                return _reply(result)
+            admitted = shared.admit()
+            if isinstance(admitted, Refusal):
+                return _reply(admitted.reply(protocol))
+            with admitted as slot:  # a non-streamed answer gives it back once collected
+                answer = serve(protocol, result, client)
+                if isinstance(answer, Reply):
+                    return _reply(answer)
+                if inspect.isawaitable(answer.source) or hasattr(answer.source, "__aiter__"):
+                    return _async_client(answer.source)
+                stream_options = shared.stream_options()
+                stream_options["protocol"] = answer.encoder
+                return sse_response(answer.source, **slot.hand_over(stream_options))
 
         return endpoint
 
