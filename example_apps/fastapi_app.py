@@ -1,4 +1,5 @@
-"""The FastAPI example: the demo page, ``POST /stream`` and ``POST /chat`` (usage attached).
+"""The FastAPI example: the demo page, ``POST /stream`` and ``POST /chat`` (usage attached),
+``/v1/chat/completions`` and ``/v1/models`` (OpenAI-compatible), ``/api/chat`` (AI SDK).
 
 Run it with ``python -m example_apps`` (http://127.0.0.1:8000) or
 ``uvicorn --factory example_apps.fastapi_app:create_app``.
@@ -20,6 +21,12 @@ def create_app(upstream: Upstream | None = None) -> FastAPI:
     app = FastAPI(title="indox-integrations demo")
     limits = Limits(models=upstream.models, default_model=upstream.default_model)
     app.include_router(create_router(upstream.client, usage="attach", limits=limits))
+    app.include_router(
+        create_router(upstream.client, protocol="openai", limits=limits), prefix="/v1"
+    )
+    app.include_router(
+        create_router(upstream.client, protocol="ai-sdk", limits=limits), prefix="/api"
+    )
     page = render_page(upstream, app.url_path_for("indox_static_indox_stream_js"))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -18,12 +18,17 @@ from .common import Upstream, pick_upstream, render_page, serve_gunicorn
 
 
 def create_app(upstream: Upstream | None = None) -> Flask:
-    """The page at ``/``, ``POST /stream`` and ``POST /chat``, the JS helper under ``/static``."""
+    """The page at ``/``, ``POST /stream`` and ``POST /chat``, the JS helper under ``/static``,
+    ``/v1/chat/completions`` and ``/v1/models`` (OpenAI-compatible), ``/api/chat`` (AI SDK)."""
     upstream = upstream or pick_upstream()
     # No app static folder: the blueprint, mounted at the root, serves /static.
     app = Flask(__name__, static_folder=None)
     limits = Limits(models=upstream.models, default_model=upstream.default_model)
     app.register_blueprint(create_blueprint(upstream.client, usage="attach", limits=limits))
+    openai = create_blueprint(upstream.client, "openai", protocol="openai", limits=limits)
+    app.register_blueprint(openai, url_prefix="/v1")
+    ai_sdk = create_blueprint(upstream.client, "ai_sdk", protocol="ai-sdk", limits=limits)
+    app.register_blueprint(ai_sdk, url_prefix="/api")
 
     @app.get("/")
     def index() -> Response:

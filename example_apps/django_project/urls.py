@@ -1,9 +1,11 @@
-"""``/`` the page, ``POST /stream`` and ``POST /chat``, the JS helper, ``/health``, ``/llm/``."""
+"""``/`` the page, ``POST /stream`` and ``POST /chat``, the JS helper, ``/health``, ``/llm/``,
+``/v1/chat/completions`` and ``/v1/models`` (OpenAI-compatible), ``/api/chat`` (AI SDK)."""
 
 from __future__ import annotations
 
 from django.urls import include, path
 
+from indox_integrations.django.urls import patterns
 from indox_integrations.django.views import ChatView, CompletionView
 
 from . import views
@@ -20,4 +22,6 @@ urlpatterns = [
     path("health", views.health, name="health"),
     # The reusable app's URLs, as a project would mount them: /llm/stream/, /llm/chat/.
     path("llm/", include("indox_integrations.django.urls")),
+    path("v1/", include((patterns("openai", **_models), "openai"))),
+    path("api/", include((patterns("ai-sdk", **_models), "ai_sdk"))),
 ]
