@@ -187,7 +187,7 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
     errors: list[str] = []
     harness = psutil.Process()
     async with make_client(server.url, connections=streams) as client:
-        cpu_before = server.cpu_seconds()
+        cpu_before = server.cpu_times()
         client_before = _cpu(harness)
         start = now()
 
@@ -218,7 +218,8 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # Measured before anything else asks the server for work (the stats call).
-        cpu = server.cpu_seconds() - cpu_before
+        user, system = (b - a for a, b in zip(cpu_before, server.cpu_times(), strict=True))
+        cpu = user + system
         client_cpu = _cpu(harness) - client_before
         counts = await stats(client, server.stats_url, timeout=2.0)
     complete = sum(1 for c in counters if c.events == cfg.concurrency_chunks and c.done)
@@ -237,6 +238,7 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
         "first_error": errors[0] if errors else None,
         "max_active": counts["max_active"] if counts else None,
         "server_cpu_s": cpu,
+        "server_system_s": system,
         "cpu_us_per_chunk": cpu / received * 1e6 if received else None,
         "client_cpu_s": client_cpu,
     }

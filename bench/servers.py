@@ -107,14 +107,19 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU of the server so far: every thread of the serving
         process, and for gunicorn the arbiter too (threads that ended included)."""
-        total = 0.0
+        return sum(self.cpu_times())
+
+    def cpu_times(self) -> tuple[float, float]:
+        """The same, as (user, system) seconds."""
+        user = system = 0.0
         with contextlib.suppress(psutil.NoSuchProcess):
             root = psutil.Process(self.process.pid)
             for proc in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     times = proc.cpu_times()
-                    total += times.user + times.system
-        return total
+                    user += times.user
+                    system += times.system
+        return user, system
 
     def threads(self) -> int | None:
         """Threads of the serving process now."""
