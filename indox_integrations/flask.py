@@ -38,7 +38,7 @@ from .overload import Overload, Refusal, Slot, request_function
 from .protocols import Reply, Route, StreamProtocol, named_protocol, serve
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
 from .stream import StreamOptions, check_options, sse_stream
-from .wsgi import client_gone
+from .wsgi import client_gone, discard_body
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -292,6 +292,15 @@ def _reply(reply: Reply) -> tuple[Response, int]:
 
 def _read_body(limit: int) -> bytes:
     """The raw body, refusing more than ``limit`` bytes before reading them."""
+    try:
+        return _read_at_most(limit)
+    except RequestError:
+        # Left unread, the rest of the body would break the next request on the connection.
+        discard_body(request.environ)
+        raise
+
+
+def _read_at_most(limit: int) -> bytes:
     length = request.content_length
     try:
         if length is not None:
@@ -309,6 +318,8 @@ def _read_body(limit: int) -> bytes:
                 break
             parts.append(part)
             size += len(part)
+        if size > limit:
+            raise RequestError("body", f"must be at most {limit} bytes", 413)
         return b"".join(parts)
     except RequestEntityTooLarge:  # the app's own MAX_CONTENT_LENGTH is smaller
         raise RequestError("body", "is larger than this server accepts", 413) from None

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["client_gone"]
+__all__ = ["client_gone", "discard_body"]
+
+DRAIN_BYTES = 16 * 1024 * 1024
+"""How much of a refused request body is read and dropped, at most."""
+DRAIN_SECONDS = 5.0
 
 # The connection, as gunicorn and Werkzeug expose it in the environ.
 _SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
@@ -34,3 +39,45 @@ def client_gone(environ: Mapping[str, Any]) -> Callable[[], bool] | None:
             return True
 
     return probe
+
+
+def discard_body(environ: Mapping[str, Any]) -> bool:
+    """Read and drop the rest of a refused request body; ``True`` if it all went.
+
+    With a ``Content-Length``, call it before reading any of the body.
+
+    A response sent before the body was read leaves that body on the
+    connection. gunicorn drains 64 KiB of it at most, then closes the
+    connection it has just announced as kept alive, so the client's next
+    request on it fails; a server that closes with unread bytes sends a reset,
+    which can destroy the response before the client reads it. Draining keeps
+    the connection usable, bounded by :data:`DRAIN_BYTES` and
+    :data:`DRAIN_SECONDS`: past those the server closes it, as it would have.
+    A WSGI app cannot ask for ``Connection: close`` itself (wsgiref refuses
+    hop-by-hop headers, gunicorn drops them).
+    """
+    stream = environ.get("wsgi.input")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:  # no length: readable to the end only if the server ends it
+        if stream is None or not environ.get("wsgi.input_terminated"):
+            return True
+        remaining = DRAIN_BYTES + 1
+        chunked = True
+    else:
+        remaining = length
+        if stream is None or remaining > DRAIN_BYTES:
+            return remaining <= 0
+        chunked = False
+    deadline = time.monotonic() + DRAIN_SECONDS
+    try:
+        while remaining > 0:
+            if time.monotonic() > deadline:
+                return False
+            part = stream.read(min(64 * 1024, remaining))
+            if not part:
+                return True
+            remaining -= len(part)
+    except (OSError, ValueError):  # the client left mid-body
+        return False
+    return not chunked
