@@ -10,10 +10,21 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from ..overload import Overload
 from ..requests import Limits
 from ..stream import sse_stream
 
-__all__ = ["DEFAULTS", "SETTING", "client", "limits", "options", "reload", "stream_options"]
+__all__ = [
+    "DEFAULTS",
+    "SETTING",
+    "client",
+    "context",
+    "limits",
+    "options",
+    "overload",
+    "reload",
+    "stream_options",
+]
 
 SETTING = "INDOX_INTEGRATIONS"
 
@@ -34,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_MODEL": None,
     "PROTOCOL": "indox",
     "API_KEYS": None,
+    "MAX_STREAMS": None,
+    "MAX_STREAMS_PER_KEY": None,
+    "LIMIT_KEY": None,
+    "CONTEXT": None,
 }
 """Every key of ``settings.INDOX_INTEGRATIONS`` and its default."""
 
@@ -67,6 +82,8 @@ def options() -> dict[str, Any]:
             )
         values = {key.lower(): raw.get(key, default) for key, default in DEFAULTS.items()}
         stream_options(values, where=SETTING)
+        overload(values, where=SETTING)
+        context(values, where=SETTING)
         _options = values
     return _options
 
@@ -75,13 +92,30 @@ def stream_options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The pipeline options out of ``values``, callbacks imported, all checked."""
     result = {name: values[name] for name in STREAM_OPTIONS}
     for name in ("on_usage", "on_complete"):
-        label = f"{where}[{name.upper()!r}]" if where == SETTING else f"{where}({name}=...)"
-        result[name] = _callable(result[name], label)
+        result[name] = _callable(result[name], _label(where, name))
     try:
         sse_stream([], **result)  # never started: only checks the options
     except ValueError as exc:
         raise ImproperlyConfigured(f"{where}: {exc}") from None
     return result
+
+
+def overload(values: Mapping[str, Any], where: str) -> Overload:
+    """The stream limits: ``MAX_STREAMS``, ``MAX_STREAMS_PER_KEY`` and ``LIMIT_KEY``."""
+    limit_key = _callable(values["limit_key"], _label(where, "limit_key"))
+    try:
+        return Overload(values["max_streams"], values["max_streams_per_key"], limit_key)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{where}: {exc}") from None
+
+
+def context(values: Mapping[str, Any], where: str) -> Callable[..., Any] | None:
+    """``CONTEXT``: a function of the ``HttpRequest`` whose value is the stream's context."""
+    return _callable(values["context"], _label(where, "context"))
+
+
+def _label(where: str, name: str) -> str:
+    return f"{where}[{name.upper()!r}]" if where == SETTING else f"{where}({name}=...)"
 
 
 def limits(values: Mapping[str, Any]) -> Limits:

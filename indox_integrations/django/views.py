@@ -9,9 +9,9 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..clients import LLMRequest, acall_client, call_client, client_error
 from ..concurrency import close_async
+from ..overload import Refusal
 from ..protocols import Reply, Route, StreamProtocol, aserve, get_protocol, named_protocol, serve
 from ..requests import (
     Limits,
@@ -30,6 +31,7 @@ from ..requests import (
     parse_completion,
     read_json_body,
 )
+from ..stream import StreamOptions
 from ..wsgi import discard_body
 from . import conf
 from .responses import serves_async, sse_response
@@ -56,6 +58,14 @@ class StreamView(View):
     setting's ``CLIENT`` names a factory.
 
         path("ask", CompletionView.as_view(client=my_client, usage="attach"))
+
+    ``context`` and ``limit_key`` are functions of the ``HttpRequest`` (or
+    dotted paths to one); a sync one runs through ``sync_to_async``, so it may
+    read ``request.user``.  ``context``'s value goes to the stream's
+    ``context`` (``StreamReport.context``, the log record); ``max_streams``
+    answers 503 while the process holds that many streams,
+    ``max_streams_per_key`` answers 429 while ``limit_key(request)`` holds
+    that many (see :mod:`indox_integrations.overload`).
     """
 
     client: Any = FROM_SETTINGS
@@ -72,6 +82,10 @@ class StreamView(View):
     default_model: Any = FROM_SETTINGS
     protocol: Any = FROM_SETTINGS
     api_keys: Any = FROM_SETTINGS
+    max_streams: Any = FROM_SETTINGS
+    max_streams_per_key: Any = FROM_SETTINGS
+    limit_key: Any = FROM_SETTINGS
+    context: Any = FROM_SETTINGS
 
     def parse(self, data: Mapping[str, Any], limits: Limits) -> LLMRequest:
         """The validated request; raises ``RequestError``."""
@@ -82,7 +96,10 @@ class StreamView(View):
         # Wrong options fail when the URLconf loads, not at the first request.
         defined = {name: _raw(cls, name) for name in conf.options()}
         values = {**conf.options(), **_set(defined), **initkwargs}
-        conf.stream_options(values, where=f"{cls.__name__}.as_view")
+        where = f"{cls.__name__}.as_view"
+        conf.stream_options(values, where=where)
+        conf.overload(values, where=where)
+        conf.context(values, where=where)
         conf.limits(values)
         return super().as_view(**initkwargs)
 
@@ -103,7 +120,8 @@ class StreamView(View):
 
     async def post(self, request: HttpRequest) -> HttpResponseBase:
         values = self.stream_settings()
-        options = conf.stream_options(values, where=type(self).__name__)
+        where = type(self).__name__
+        options = conf.stream_options(values, where=where)
         limits = conf.limits(values)
         try:
             body = _read_body(request, limits.max_body_bytes)
@@ -111,24 +129,34 @@ class StreamView(View):
             llm_request = self.parse(data, limits)
         except RequestError as exc:
             return JsonResponse(exc.as_json(), status=exc.status)
-        asgi = serves_async(request)
-        try:
-            if asgi and type(self).call_client is StreamView.call_client:
-                # Async clients (and adapters with an async entry) run on the loop.
-                source = await acall_client(self.get_client(), llm_request)
-            else:
-                source = await sync_to_async(self.call_client)(llm_request)
-            if not asgi and (inspect.isawaitable(source) or hasattr(source, "__aiter__")):
-                return await _async_client(source)
-            if inspect.isawaitable(source):
-                source = await source
-        except ImproperlyConfigured:
-            raise
-        except Exception as exc:
-            status, payload = client_error(exc)
-            return JsonResponse(payload, status=status)
-        options["protocol"] = "indox"
-        return sse_response(source, request, **options)
+        overload = conf.overload(values, where=where)
+        admitted = overload.admit(await _of_request(overload.limit_key, request))
+        if isinstance(admitted, Refusal):
+            return _refused(
+                JsonResponse(admitted.as_json(), status=admitted.status, headers=admitted.headers)
+            )
+        with admitted as slot:  # given back at once unless the stream takes it over
+            context = conf.context(values, where=where)
+            if context is not None:
+                options["context"] = await _of_request(context, request)
+            asgi = serves_async(request)
+            try:
+                if asgi and type(self).call_client is StreamView.call_client:
+                    # Async clients (and adapters with an async entry) run on the loop.
+                    source = await acall_client(self.get_client(), llm_request)
+                else:
+                    source = await sync_to_async(self.call_client)(llm_request)
+                if not asgi and (inspect.isawaitable(source) or hasattr(source, "__aiter__")):
+                    return await _async_client(source)
+                if inspect.isawaitable(source):
+                    source = await source
+            except ImproperlyConfigured:
+                raise
+            except Exception as exc:
+                status, payload = client_error(exc)
+                return JsonResponse(payload, status=status)
+            options["protocol"] = "indox"
+            return sse_response(source, request, **slot.hand_over(cast(StreamOptions, options)))
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         error = RequestError("method", f"expected POST, got {request.method}", 405)
@@ -186,19 +214,31 @@ class ProtocolView(StreamView):
                 return _reply(protocol.request_error(exc))
         headers = {key.lower(): value for key, value in request.headers.items()}
         result = protocol.handle(route, body, headers, limits, api_keys=values["api_keys"])
-        client = await sync_to_async(self.get_client)()
-        if serves_async(request):
-            answer = await aserve(protocol, result, client)
-        else:
-            answer = await sync_to_async(serve)(protocol, result, client)
-        if isinstance(answer, Reply):
-            return _reply(answer)
-        source = answer.source
-        if not serves_async(request) and (
-            inspect.isawaitable(source) or hasattr(source, "__aiter__")
-        ):
-            return await _async_client(source)
-        return sse_response(source, request, **{**options, "protocol": answer.encoder})
+        if isinstance(result, Reply):  # an error, or a listing: no client call, no slot
+            return _reply(result)
+        where = type(self).__name__
+        overload = conf.overload(values, where=where)
+        admitted = overload.admit(await _of_request(overload.limit_key, request))
+        if isinstance(admitted, Refusal):
+            return _refused(_reply(admitted.reply(protocol)))
+        with admitted as slot:  # a non-streamed answer gives it back once collected
+            client = await sync_to_async(self.get_client)()
+            if serves_async(request):
+                answer = await aserve(protocol, result, client)
+            else:
+                answer = await sync_to_async(serve)(protocol, result, client)
+            if isinstance(answer, Reply):
+                return _reply(answer)
+            source = answer.source
+            if not serves_async(request) and (
+                inspect.isawaitable(source) or hasattr(source, "__aiter__")
+            ):
+                return await _async_client(source)
+            options["protocol"] = answer.encoder
+            context = conf.context(values, where=where)
+            if context is not None:
+                options["context"] = await _of_request(context, request)
+            return sse_response(source, request, **slot.hand_over(cast(StreamOptions, options)))
 
 
 def _route(protocol: type[StreamProtocol], name: str) -> Route:
@@ -209,6 +249,23 @@ def _route(protocol: type[StreamProtocol], name: str) -> Route:
     raise ImproperlyConfigured(
         f"ProtocolView: route must be one of {names} for protocol {protocol.name!r}, got {name!r}"
     )
+
+
+async def _of_request(function: Any, request: HttpRequest) -> Any:
+    """``function(request)``; a sync function runs in a thread, where the ORM is allowed."""
+    if function is None:
+        return None
+    if iscoroutinefunction(function):
+        return await function(request)
+    return await sync_to_async(function)(request)
+
+
+def _refused(response: HttpResponse) -> HttpResponse:
+    if response.status_code >= 500:
+        # Django logs every 5xx answer at ERROR (django.request); overload is a
+        # state, not an error, and the kit has logged it as a warning already.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def _reply(reply: Reply) -> JsonResponse:

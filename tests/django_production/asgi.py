@@ -1,0 +1,10 @@
+"""The production test project for uvicorn."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_production.settings")
+application = get_asgi_application()
