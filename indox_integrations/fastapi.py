@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 try:
     from fastapi import APIRouter
@@ -27,7 +27,8 @@ from .clients import LLMRequest, acall_client, client_error
 from .overload import Overload, Refusal, Slot, request_function
 from .protocols import Reply, Route, StreamProtocol, aserve, named_protocol
 from .requests import Limits, RequestError, check_content_type, parse_chat, parse_completion
-from .starlette import SSEResponse, sse_response
+from .resumable import Resumable, ResumableOptions, chat_id_of, configure
+from .starlette import SSEResponse, resumable_response, resume_endpoints, sse_response
 from .stream import StreamOptions, check_options
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def create_router(
     max_streams: int | None = None,
     max_streams_per_key: int | None = None,
     limit_key: Callable[[Request], Any] | None = None,
-    **stream_options: Unpack[StreamOptions],
+    **stream_options: Unpack[ResumableOptions],
 ) -> APIRouter:
     """Routes that stream ``client``'s answers as server-sent events.
 
@@ -95,9 +96,15 @@ def create_router(
     ``max_streams_per_key`` answers 429 while ``limit_key(request)`` holds
     that many (see :mod:`indox_integrations.overload`).
 
+    ``resumable=True`` (with ``store``, ``detach_timeout``, ``owner``, a function of
+    the ``Request``) runs each generation apart from its connection and adds
+    ``GET``/``DELETE /streams/{stream_id}`` (and, for ``"ai-sdk"``, ``GET
+    /chat/{chat_id}/stream``): see :mod:`indox_integrations.resumable`.
+
         app.include_router(create_router(Client(api_key=...)), prefix="/llm")
     """
-    options: StreamOptions = {"usage": "attach", **stream_options}
+    resume = configure(stream_options)
+    options: StreamOptions = {"usage": "attach", **cast(StreamOptions, stream_options)}
     context = request_function("context", options.pop("context", None))
     check_options(options)  # bad options fail here, not on the first request
     overload = Overload(max_streams, max_streams_per_key, limit_key)
@@ -105,7 +112,9 @@ def create_router(
     protocol = options.pop("protocol", "indox")
     route = _Route(options, overload, context)
     if protocol != "indox":
-        return _protocol_router(named_protocol(protocol), client, limits, api_keys, route)
+        served = named_protocol(protocol)
+        router = _protocol_router(served, client, limits, api_keys, route, resume)
+        return _with_resume(router, resume, served.name, options)
     completion_body, chat_body = _request_models(limits)
     route_class = type("IndoxStreamRoute", (_BodyLimitRoute,), {"limit": limits.max_body_bytes})
 
@@ -124,11 +133,21 @@ def create_router(
             return JSONResponse(admitted.as_json(), admitted.status, headers=admitted.headers)
         with admitted as slot:  # given back at once unless the stream takes it over
             stream_options = await route.stream_options(request)
-            try:
-                source = await acall_client(client, llm_request)
-            except Exception as exc:
-                status, content = client_error(exc)
-                return JSONResponse(content, status)
+
+            async def start() -> Any:
+                try:
+                    return await acall_client(client, llm_request)
+                except Exception as exc:
+                    status, content = client_error(exc)
+                    return JSONResponse(content, status)
+
+            if resume is not None:
+                # The resume URL is {prefix}/streams/{id}, next to /stream and /chat.
+                hand_over = lambda: slot.hand_over(stream_options)  # noqa: E731
+                return await resumable_response(resume, request, start, hand_over)
+            source = await start()
+            if isinstance(source, Response):
+                return source
             return sse_response(source, **slot.hand_over(stream_options))
 
     async def stream(request: Request, body: Any) -> Response:
@@ -165,6 +184,18 @@ def create_router(
                 methods=["GET"],
                 name=f"indox_static_{name.replace('-', '_').replace('.', '_')}",
                 include_in_schema=False,
+            )
+    return _with_resume(router, resume, "indox", options)
+
+
+def _with_resume(
+    router: APIRouter, resume: Resumable | None, protocol: str, options: StreamOptions
+) -> APIRouter:
+    """The resume and cancel routes, when the router serves resumable streams."""
+    if resume is not None:
+        for path, methods, endpoint, name in resume_endpoints(resume, protocol, options):
+            router.add_api_route(
+                path, endpoint, methods=methods, name=name, include_in_schema=False
             )
     return router
 
@@ -206,13 +237,14 @@ def _protocol_router(
     limits: Limits,
     api_keys: Collection[str] | None,
     shared: _Route,
+    resume: Resumable | None,
 ) -> APIRouter:
     """The routes of another protocol: the body goes to the protocol as it came."""
     router = APIRouter()
     for route in protocol.routes:
         router.add_api_route(
             route.path,
-            _protocol_endpoint(protocol, route, client, limits, api_keys, shared),
+            _protocol_endpoint(protocol, route, client, limits, api_keys, shared, resume),
             methods=[route.method],
             name=f"{protocol.name}_{route.name}",
         )
@@ -226,6 +258,7 @@ def _protocol_endpoint(
     limits: Limits,
     api_keys: Collection[str] | None,
     shared: _Route,
+    resume: Resumable | None,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         body = b""
@@ -241,6 +274,17 @@ def _protocol_endpoint(
         if isinstance(admitted, Refusal):
             return _reply(admitted.reply(protocol))
         with admitted as slot:  # a non-streamed answer gives it back once collected
+            if resume is not None and result.encoder is not None:
+                stream_options = await shared.stream_options(request)
+
+                async def start() -> Any:
+                    answer = await aserve(protocol, result, client)
+                    return _reply(answer) if isinstance(answer, Reply) else answer
+
+                return await resumable_response(
+                    resume, request, start, lambda: slot.hand_over(stream_options),
+                    route=route.path, chat_id=chat_id_of(body),
+                )  # fmt: skip
             answer = await aserve(protocol, result, client)
             if isinstance(answer, Reply):
                 return _reply(answer)
