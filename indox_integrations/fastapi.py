@@ -285,10 +285,10 @@ def _protocol_endpoint(
                     resume, request, start, lambda: slot.hand_over(stream_options),
                     route=route.path, chat_id=chat_id_of(body),
                 )  # fmt: skip
+            stream_options = await shared.stream_options(request)  # context: before the call
             answer = await aserve(protocol, result, client)
             if isinstance(answer, Reply):
                 return _reply(answer)
-            stream_options = await shared.stream_options(request)
             stream_options["protocol"] = answer.encoder
             return sse_response(answer.source, **slot.hand_over(stream_options))
 

@@ -265,12 +265,12 @@ def _protocol_views(
             if isinstance(admitted, Refusal):
                 return _reply(admitted.reply(protocol))
             with admitted as slot:  # a non-streamed answer gives it back once collected
+                stream_options = shared.stream_options()  # context: before the call
                 answer = serve(protocol, result, client)
                 if isinstance(answer, Reply):
                     return _reply(answer)
                 if inspect.isawaitable(answer.source) or hasattr(answer.source, "__aiter__"):
                     return _async_client(answer.source)
-                stream_options = shared.stream_options()
                 stream_options["protocol"] = answer.encoder
                 return sse_response(answer.source, **slot.hand_over(stream_options))
 

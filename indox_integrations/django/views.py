@@ -222,6 +222,9 @@ class ProtocolView(StreamView):
         if isinstance(admitted, Refusal):
             return _refused(_reply(admitted.reply(protocol)))
         with admitted as slot:  # a non-streamed answer gives it back once collected
+            context = conf.context(values, where=where)
+            if context is not None:  # before the call, as on the indox routes
+                options["context"] = await _of_request(context, request)
             client = await sync_to_async(self.get_client)()
             if serves_async(request):
                 answer = await aserve(protocol, result, client)
@@ -235,9 +238,6 @@ class ProtocolView(StreamView):
             ):
                 return await _async_client(source)
             options["protocol"] = answer.encoder
-            context = conf.context(values, where=where)
-            if context is not None:
-                options["context"] = await _of_request(context, request)
             return sse_response(source, request, **slot.hand_over(cast(StreamOptions, options)))
 
 
