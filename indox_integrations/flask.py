@@ -19,6 +19,7 @@ try:
     from flask import (
         Blueprint,
         Response,
+        copy_current_request_context,
         current_app,
         has_request_context,
         jsonify,
@@ -35,8 +36,12 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from .assets import STATIC_DIR
 from .clients import LLMRequest, call_client, client_error
 from .overload import Overload, Refusal, Slot, request_function
-from .protocols import Reply, Route, StreamProtocol, named_protocol, serve
+from .protocols import Reply, Route, Stream, StreamProtocol, named_protocol, serve
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
+from .resumable import Resumable, ResumableOptions, Served, begin, chat_id_of, configure, resume_url
+from .resumable import cancel as cancel_stream
+from .resumable import resume as resume_stream
+from .resumable import resume_chat as resume_chat_stream
 from .stream import StreamOptions, check_options, sse_stream
 from .wsgi import client_gone, discard_body
 
@@ -55,7 +60,7 @@ _READ_SIZE = 64 * 1024
 
 def sse_response(
     source: Any,
-    **options: Unpack[StreamOptions],
+    **options: Unpack[ResumableOptions],
 ) -> Response:
     """Stream an LLM client's chunks as server-sent events from a Flask view.
 
@@ -69,10 +74,19 @@ def sse_response(
         def ask():
             return sse_response(client.completion(request.json["prompt"], stream=True,
                                                   return_generator=True))
+
+    With ``resumable=True`` (and ``store``, ``detach_timeout``, ``owner``: see
+    :func:`indox_integrations.resumable.configure`) the generation runs in a thread
+    of its own, apart from this response, its first reader; a blueprint made with
+    ``resumable=True`` serves the resume URL it names (``{prefix}/streams/{id}``).
     """
     if not has_request_context():
         raise RuntimeError("sse_response() needs a request context: call it inside a Flask view")
-    stream = sse_stream(source, client_gone(request.environ), **options)
+    resumable = configure(options)
+    if resumable is not None:
+        return _resumable(resumable, lambda: source, lambda: options)
+    stream_options = cast(StreamOptions, options)
+    stream = sse_stream(source, client_gone(request.environ), **stream_options)
     # Closing the context generator closes ``stream`` inside the request
     # context; the extra callback covers a response closed before its first
     # read, when that generator has not entered the stream yet.
@@ -104,7 +118,7 @@ def create_blueprint(
     max_streams: int | None = None,
     max_streams_per_key: int | None = None,
     limit_key: Callable[[Any], Any] | None = None,
-    **stream_options: Unpack[StreamOptions],
+    **stream_options: Unpack[ResumableOptions],
 ) -> Blueprint:
     """A blueprint with ``POST /stream``, ``POST /chat`` and the JS helper.
 
@@ -134,19 +148,28 @@ def create_blueprint(
     :mod:`indox_integrations.overload`).  Require a login with
     ``blueprint.before_request``: a hook returning a 401 answers before the
     client is called.
+
+    ``resumable=True`` (with ``store``, ``detach_timeout``, ``owner``, a function of
+    the ``request``) runs each generation apart from its connection and adds
+    ``GET``/``DELETE /streams/<stream_id>`` (and, for ``"ai-sdk"``, ``GET
+    /chat/<chat_id>/stream``): see :mod:`indox_integrations.resumable`.
     """
     blueprint = _Blueprint(name, __name__, static_folder=STATIC_DIR, static_url_path="/static")
-    options: StreamOptions = {"usage": "attach", **stream_options}
+    resume = configure(stream_options)
+    options: StreamOptions = {"usage": "attach", **cast(StreamOptions, stream_options)}
     context = request_function("context", options.pop("context", None))
     check_options(options)  # bad options fail here, not on the first request
     limits = limits or Limits()
     protocol = options.pop("protocol", "indox")
     route = _Route(options, Overload(max_streams, max_streams_per_key, limit_key), context)
+    served = named_protocol(protocol)
     views = (
-        _indox_views(blueprint, client, limits, route)
+        _indox_views(blueprint, client, limits, route, resume)
         if protocol == "indox"
-        else _protocol_views(blueprint, named_protocol(protocol), client, limits, api_keys, route)
+        else _protocol_views(blueprint, served, client, limits, api_keys, route, resume)
     )
+    if resume is not None:
+        views += _resume_views(blueprint, resume, served.name, options)
 
     def method_not_allowed() -> tuple[Response, int] | None:
         # Routing fails before a blueprint is known, so the blueprint's own
@@ -204,7 +227,7 @@ def _refused(refusal: Refusal) -> tuple[Response, int]:
 
 
 def _indox_views(
-    blueprint: Blueprint, client: Any, limits: Limits, route: _Route
+    blueprint: Blueprint, client: Any, limits: Limits, route: _Route, resume: Resumable | None
 ) -> tuple[Callable[..., Any], ...]:
     """``POST /stream`` and ``POST /chat``, the kit's own routes."""
 
@@ -219,13 +242,22 @@ def _indox_views(
             return _refused(admitted)
         with admitted as slot:  # given back at once unless the stream takes it over
             options = route.stream_options()
-            try:
-                source = call_client(client, llm_request)
-            except Exception as exc:
-                status, payload = client_error(exc)
-                return jsonify(payload), status
-            if inspect.isawaitable(source) or hasattr(source, "__aiter__"):
-                return _async_client(source)
+
+            def start() -> Any:
+                try:
+                    source = call_client(client, llm_request)
+                except Exception as exc:
+                    status, payload = client_error(exc)
+                    return jsonify(payload), status
+                if inspect.isawaitable(source) or hasattr(source, "__aiter__"):
+                    return _async_client(source)
+                return source
+
+            if resume is not None:
+                return _resumable(resume, start, lambda: slot.hand_over(options))
+            source = start()
+            if isinstance(source, tuple):
+                return source
             return sse_response(source, **slot.hand_over(options))
 
     def stream() -> Response | tuple[Response, int]:
@@ -246,6 +278,7 @@ def _protocol_views(
     limits: Limits,
     api_keys: Collection[str] | None,
     shared: _Route,
+    resume: Resumable | None,
 ) -> tuple[Callable[..., Any], ...]:
     """The routes of another protocol: the body goes to the protocol as it came."""
 
@@ -266,6 +299,20 @@ def _protocol_views(
                 return _reply(admitted.reply(protocol))
             with admitted as slot:  # a non-streamed answer gives it back once collected
                 stream_options = shared.stream_options()  # context: before the call
+                if resume is not None and result.encoder is not None:
+
+                    def start() -> Any:
+                        answer = serve(protocol, result, client)
+                        if isinstance(answer, Reply):
+                            return _reply(answer)
+                        if inspect.isawaitable(answer.source) or hasattr(
+                            answer.source, "__aiter__"
+                        ):
+                            return _async_client(answer.source)
+                        return answer
+
+                    hand_over = lambda: slot.hand_over(stream_options)  # noqa: E731
+                    return _resumable(resume, start, hand_over, route.path, chat_id_of(body))
                 answer = serve(protocol, result, client)
                 if isinstance(answer, Reply):
                     return _reply(answer)
@@ -282,6 +329,84 @@ def _protocol_views(
         blueprint.add_url_rule(route.path, route.name, endpoint, methods=[route.method])
         views.append(endpoint)
     return tuple(views)
+
+
+def _resumable(
+    resumable: Resumable,
+    start: Callable[[], Any],
+    options: Callable[[], Any],
+    route: str | None = None,
+    chat_id: str | None = None,
+) -> Response:
+    """Make the stream in the store (503 JSON when it is away, the client never called),
+    call the client (``start()``: its chunks, a protocol ``Stream``, or an answer
+    instead), run the generation in a thread, answer with its first reader."""
+    launch = begin(resumable, resumable.owner_of(request), chat_id=chat_id)
+    if isinstance(launch, Reply):
+        return _response(launch)
+    try:
+        got = start()
+    except BaseException:
+        launch.abandon()
+        raise
+    if isinstance(got, tuple):
+        launch.abandon()
+        return _with_status(*got)
+    stream_options = dict(options())
+    if isinstance(got, Stream):
+        got, stream_options["protocol"] = got.source, got.encoder
+    url = resume_url(request.path, route, launch.stream_id)
+    served = launch.start(
+        got, stream_options, url, wrap=copy_current_request_context,
+        client_gone=client_gone(request.environ),
+    )  # fmt: skip
+    return _response(served)
+
+
+def _response(answer: Reply | Served) -> Response:
+    if isinstance(answer, Served):
+        return current_app.response_class(
+            answer.body, headers=dict(answer.headers), direct_passthrough=True
+        )
+    if answer.status == 204:
+        return current_app.response_class(status=204, headers=dict(answer.headers))
+    return _with_status(*_reply(answer))
+
+
+def _with_status(response: Response, status: int) -> Response:
+    response.status_code = status
+    return response
+
+
+def _resume_views(
+    blueprint: Blueprint, resumable: Resumable, protocol: str, options: StreamOptions
+) -> tuple[Callable[..., Any], ...]:
+    """``GET``/``DELETE /streams/<stream_id>``, and the AI SDK's chat resume."""
+
+    def streams(stream_id: str) -> Response:
+        owner = resumable.owner_of(request)
+        if request.method == "DELETE":
+            return _response(cancel_stream(resumable, stream_id, owner=owner))
+        last = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+        return _response(
+            resume_stream(
+                resumable, stream_id, owner=owner, last_event_id=last, protocol=protocol,
+                options=options, client_gone=client_gone(request.environ),
+            )
+        )  # fmt: skip
+
+    def chat_stream(chat_id: str) -> Response:
+        owner = resumable.owner_of(request)
+        gone = client_gone(request.environ)
+        return _response(
+            resume_chat_stream(resumable, chat_id, owner=owner, options=options, client_gone=gone)
+        )
+
+    blueprint.add_url_rule("/streams/<stream_id>", "resume", streams, methods=["GET", "DELETE"])
+    if protocol != "ai-sdk":
+        return (streams,)
+    blueprint.add_url_rule("/chat/<chat_id>/stream", "resume_chat", chat_stream, methods=["GET"])
+    return (streams, chat_stream)
 
 
 def _reply(reply: Reply) -> tuple[Response, int]:
