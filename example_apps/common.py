@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -93,8 +94,46 @@ def render_page(upstream: Upstream, static_url: str = "/static/indox-stream.js")
     )
 
 
-def serve_gunicorn(load: Callable[[], Any], host: str, port: int) -> None:
-    """Serve a WSGI app with gunicorn's threaded workers: one process, up to 64 open streams.
+RESUMABLE_ENV = "INDOX_RESUMABLE"
+REDIS_ENV = "INDOX_REDIS_URL"
+
+
+@functools.cache
+def store() -> Any:
+    """The resumable streams' store: ``RedisStore(INDOX_REDIS_URL)``, else this process's
+    ``MemoryStore`` (``--resumable``); ``None`` when streams are not resumable.
+
+    A ``RedisStore`` connects on first use, so the app starts while Redis is down
+    and answers 503 JSON until it is back.
+    """
+    url = os.environ.get(REDIS_ENV)
+    if url:
+        from indox_integrations.stores import RedisStore
+
+        return RedisStore(url)
+    if os.environ.get(RESUMABLE_ENV) == "1":
+        from indox_integrations.resumable import default_store
+
+        return default_store()
+    return None
+
+
+def resumable_options() -> dict[str, Any]:
+    """``resumable=True`` and the store for the routers, or nothing (streams as today).
+
+    ``INDOX_DETACH_TIMEOUT`` sets how long a stream nobody reads goes on (30 s).
+    """
+    found = store()
+    if found is None:
+        return {}
+    options: dict[str, Any] = {"resumable": True, "store": found}
+    if os.environ.get("INDOX_DETACH_TIMEOUT"):
+        options["detach_timeout"] = float(os.environ["INDOX_DETACH_TIMEOUT"])
+    return options
+
+
+def serve_gunicorn(load: Callable[[], Any], host: str, port: int, workers: int = 1) -> None:
+    """Serve a WSGI app with gunicorn's threaded workers: up to 64 open streams each.
 
     ``load`` builds the app in the worker, after the fork, so that no client
     connection crosses it.  Each open stream holds a thread: never the default
@@ -107,7 +146,7 @@ def serve_gunicorn(load: Callable[[], Any], host: str, port: int) -> None:
             options = {
                 "bind": f"{host}:{port}",
                 "worker_class": "gthread",
-                "workers": 1,
+                "workers": workers,
                 "threads": 64,
                 # Longer than the streams' shutdown_grace (5 s): they end themselves first.
                 "graceful_timeout": 10,

@@ -14,7 +14,7 @@ from flask import Flask, Response
 from indox_integrations import Limits
 from indox_integrations.flask import create_blueprint
 
-from .common import Upstream, pick_upstream, render_page, serve_gunicorn
+from .common import Upstream, pick_upstream, render_page, resumable_options, serve_gunicorn
 
 
 def create_app(upstream: Upstream | None = None) -> Flask:
@@ -24,10 +24,15 @@ def create_app(upstream: Upstream | None = None) -> Flask:
     # No app static folder: the blueprint, mounted at the root, serves /static.
     app = Flask(__name__, static_folder=None)
     limits = Limits(models=upstream.models, default_model=upstream.default_model)
-    app.register_blueprint(create_blueprint(upstream.client, usage="attach", limits=limits))
+    resumable = resumable_options()
+    app.register_blueprint(
+        create_blueprint(upstream.client, usage="attach", limits=limits, **resumable)
+    )
     openai = create_blueprint(upstream.client, "openai", protocol="openai", limits=limits)
     app.register_blueprint(openai, url_prefix="/v1")
-    ai_sdk = create_blueprint(upstream.client, "ai_sdk", protocol="ai-sdk", limits=limits)
+    ai_sdk = create_blueprint(
+        upstream.client, "ai_sdk", protocol="ai-sdk", limits=limits, **resumable
+    )
     app.register_blueprint(ai_sdk, url_prefix="/api")
 
     @app.get("/")
@@ -41,8 +46,8 @@ def create_app(upstream: Upstream | None = None) -> Flask:
     return app
 
 
-def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = True) -> None:
-    """Serve with gunicorn's threaded workers: one process, up to 64 open streams.
+def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = True, workers: int = 1) -> None:
+    """Serve with gunicorn's threaded workers: ``workers`` processes, up to 64 open streams each.
 
     Flask is always served over WSGI; ``wsgi`` exists for the shared command line.
     """
@@ -53,4 +58,4 @@ def main(host: str = "127.0.0.1", port: int = 8000, wsgi: bool = True) -> None:
         create_app().run(host=host, port=port, threaded=True)
         return
     print(f"indox-integrations Flask example on http://{host}:{port}")
-    serve_gunicorn(create_app, host, port)
+    serve_gunicorn(create_app, host, port, workers)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
+
+from example_apps.common import store
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "indox-integrations-example-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
@@ -36,7 +39,11 @@ STATICFILES_FINDERS = [
     "indox_integrations.django.finders.CheckoutFinder",
 ]
 
-INDOX_INTEGRATIONS = {
+INDOX_INTEGRATIONS: dict[str, Any] = {
     "CLIENT": "example_apps.django_project.views.make_client",
     "USAGE": "attach",
 }
+if store() is not None:  # INDOX_REDIS_URL, or --resumable
+    INDOX_INTEGRATIONS.update({"RESUMABLE": True, "STORE": "example_apps.common.store"})
+    if os.environ.get("INDOX_DETACH_TIMEOUT"):
+        INDOX_INTEGRATIONS["DETACH_TIMEOUT"] = float(os.environ["INDOX_DETACH_TIMEOUT"])

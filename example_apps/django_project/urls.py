@@ -8,6 +8,7 @@ from django.urls import include, path
 from indox_integrations.django.urls import patterns
 from indox_integrations.django.views import ChatView, CompletionView
 
+from ..common import store
 from . import views
 
 # Offer only the upstream's models; the client comes from INDOX_INTEGRATIONS["CLIENT"].
@@ -25,3 +26,8 @@ urlpatterns = [
     path("v1/", include((patterns("openai", **_models), "openai"))),
     path("api/", include((patterns("ai-sdk", **_models), "ai_sdk"))),
 ]
+if store() is not None:
+    from indox_integrations.django.resume import ResumeView
+
+    # Where /stream and /chat name their streams: /streams/<id> resumes and cancels.
+    urlpatterns.append(path("streams/<str:stream_id>", ResumeView.as_view(), name="resume"))

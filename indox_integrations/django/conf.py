@@ -12,6 +12,7 @@ from django.utils.module_loading import import_string
 
 from ..overload import Overload
 from ..requests import Limits
+from ..resumable import Resumable, configure
 from ..stream import sse_stream
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "options",
     "overload",
     "reload",
+    "resumable",
     "stream_options",
 ]
 
@@ -49,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_STREAMS_PER_KEY": None,
     "LIMIT_KEY": None,
     "CONTEXT": None,
+    "RESUMABLE": False,
+    "STORE": None,
+    "DETACH_TIMEOUT": 30.0,
+    "OWNER": None,
 }
 """Every key of ``settings.INDOX_INTEGRATIONS`` and its default."""
 
@@ -84,6 +90,7 @@ def options() -> dict[str, Any]:
         stream_options(values, where=SETTING)
         overload(values, where=SETTING)
         context(values, where=SETTING)
+        resumable(values, where=SETTING)
         _options = values
     return _options
 
@@ -112,6 +119,51 @@ def overload(values: Mapping[str, Any], where: str) -> Overload:
 def context(values: Mapping[str, Any], where: str) -> Callable[..., Any] | None:
     """``CONTEXT``: a function of the ``HttpRequest`` whose value is the stream's context."""
     return _callable(values["context"], _label(where, "context"))
+
+
+def resumable(values: Mapping[str, Any], where: str) -> Resumable | None:
+    """``RESUMABLE`` with ``STORE`` (a store, or a dotted path to one or to a function
+    making it), ``DETACH_TIMEOUT`` and ``OWNER`` (a function of the ``HttpRequest``)."""
+    if not values["resumable"]:
+        return None
+    given = {
+        "resumable": True,
+        "store": _store(values["store"], _label(where, "store")),
+        "detach_timeout": values["detach_timeout"],
+        "owner": _callable(values["owner"], _label(where, "owner")),
+    }
+    try:
+        return configure(given)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{where}: {exc}") from None
+
+
+_stores: dict[Any, Any] = {}
+
+
+def _store(value: Any, where: str) -> Any:
+    """The store object: a dotted path is imported, a factory called, once each."""
+    if value is None or hasattr(value, "aread"):
+        return value
+    with _lock:
+        if value not in _stores:
+            made = _import_object(value, where) if isinstance(value, str) else value
+            if not hasattr(made, "aread") and callable(made):
+                made = made()
+            if not hasattr(made, "aread"):
+                raise ImproperlyConfigured(
+                    f"{where} must be a store (MemoryStore, RedisStore), a dotted path to one or "
+                    f"to a function returning one, got {type(made).__name__}"
+                )
+            _stores[value] = made
+        return _stores[value]
+
+
+def _import_object(value: str, where: str) -> Any:
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{where}: cannot import {value!r}: {exc}") from exc
 
 
 def _label(where: str, name: str) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
+from ..resumable import ResumableOptions, configure
 from ..stream import StreamOptions, async_sse_stream, sse_stream
 from ..wsgi import client_gone
 
@@ -44,8 +45,8 @@ def sse_response(
     *,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
-    **options: Unpack[StreamOptions],
-) -> StreamingHttpResponse:
+    **given: Unpack[ResumableOptions],
+) -> HttpResponseBase:
     """Stream an LLM client's chunks as server-sent events from a Django view.
 
     Pass the ``request``: under ASGI the body is an async iterator (a sync
@@ -59,7 +60,19 @@ def sse_response(
         def ask(request):
             chunks = client.completion("Hi", stream=True, return_generator=True)
             return sse_response(chunks, request, usage="attach")
+
+    With ``resumable=True`` (and ``store``, ``detach_timeout``, ``owner``: see
+    :func:`indox_integrations.resumable.configure`) the generation runs apart from
+    this response, its first reader (a 503 JSON answer when the store is away);
+    serve :class:`~indox_integrations.django.resume.ResumeView` at
+    ``{prefix}/streams/<stream_id>`` for the resume URL it names.
     """
+    resumable = configure(given)
+    if resumable is not None:
+        from .resume import resumable_sse_response
+
+        return resumable_sse_response(resumable, source, request, given)
+    options = cast(StreamOptions, given)
     # Django's ASGI handler turns a sync iterator into a list before sending a
     # byte, and its WSGI handler does the same to an async one.
     if serves_async(request):

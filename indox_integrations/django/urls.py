@@ -5,6 +5,9 @@ With the default protocol, ``stream/`` and ``chat/``; with ``"openai"``,
 ``"ai-sdk"``, ``chat``.  :func:`patterns` makes them for any protocol::
 
     path("v1/", include((patterns("openai", client=llm), "openai")))
+
+With ``RESUMABLE`` (or ``resumable=True``), also ``streams/<stream_id>`` (resume
+and cancel) and, for ``"ai-sdk"``, ``chat/<chat_id>/stream``.
 """
 
 from __future__ import annotations
@@ -26,19 +29,34 @@ def patterns(protocol: str | None = None, **view_options: Any) -> list[URLPatter
     """URL patterns for every route of ``protocol`` (default: the ``PROTOCOL`` setting)."""
     name = protocol or conf.options()["protocol"]
     if name == "indox":
-        return [
+        found = [
             path("stream/", CompletionView.as_view(**view_options), name="stream"),
             path("chat/", ChatView.as_view(**view_options), name="chat"),
         ]
-    options = {**view_options, "protocol": name}
-    return [
-        path(
-            route.path.lstrip("/"),
-            ProtocolView.as_view(route=route.name, **options),
-            name=route.name,
-        )
-        for route in named_protocol(name).routes
-    ]
+    else:
+        found = [
+            path(
+                route.path.lstrip("/"),
+                ProtocolView.as_view(route=route.name, **{**view_options, "protocol": name}),
+                name=route.name,
+            )
+            for route in named_protocol(name).routes
+        ]
+    return found + _resume_patterns(name, view_options)
+
+
+def _resume_patterns(protocol: str, view_options: dict[str, Any]) -> list[URLPattern]:
+    """The resume and cancel routes, when the views serve resumable streams."""
+    if not view_options.get("resumable", conf.options()["resumable"]):
+        return []
+    from .resume import ChatResumeView, ResumeView
+
+    options = {**view_options, "protocol": protocol}
+    found = [path("streams/<str:stream_id>", ResumeView.as_view(**options), name="resume")]
+    if protocol == "ai-sdk":
+        chat = ChatResumeView.as_view(**options)
+        found.append(path("chat/<str:chat_id>/stream", chat, name="resume_chat"))
+    return found
 
 
 urlpatterns = patterns()

@@ -31,6 +31,7 @@ from ..requests import (
     parse_completion,
     read_json_body,
 )
+from ..resumable import chat_id_of
 from ..stream import StreamOptions
 from ..wsgi import discard_body
 from . import conf
@@ -66,6 +67,11 @@ class StreamView(View):
     answers 503 while the process holds that many streams,
     ``max_streams_per_key`` answers 429 while ``limit_key(request)`` holds
     that many (see :mod:`indox_integrations.overload`).
+
+    ``resumable=True`` (``RESUMABLE``, with ``STORE``, ``DETACH_TIMEOUT`` and
+    ``OWNER``, a function of the ``HttpRequest``) runs each generation apart
+    from its connection; serve :class:`~indox_integrations.django.resume.ResumeView`
+    at ``streams/<stream_id>`` next to the view (``urls.patterns`` does).
     """
 
     client: Any = FROM_SETTINGS
@@ -86,6 +92,10 @@ class StreamView(View):
     max_streams_per_key: Any = FROM_SETTINGS
     limit_key: Any = FROM_SETTINGS
     context: Any = FROM_SETTINGS
+    resumable: Any = FROM_SETTINGS
+    store: Any = FROM_SETTINGS
+    detach_timeout: Any = FROM_SETTINGS
+    owner: Any = FROM_SETTINGS
 
     def parse(self, data: Mapping[str, Any], limits: Limits) -> LLMRequest:
         """The validated request; raises ``RequestError``."""
@@ -100,6 +110,7 @@ class StreamView(View):
         conf.stream_options(values, where=where)
         conf.overload(values, where=where)
         conf.context(values, where=where)
+        conf.resumable(values, where=where)
         conf.limits(values)
         return super().as_view(**initkwargs)
 
@@ -140,22 +151,35 @@ class StreamView(View):
             if context is not None:
                 options["context"] = await _of_request(context, request)
             asgi = serves_async(request)
-            try:
-                if asgi and type(self).call_client is StreamView.call_client:
-                    # Async clients (and adapters with an async entry) run on the loop.
-                    source = await acall_client(self.get_client(), llm_request)
-                else:
-                    source = await sync_to_async(self.call_client)(llm_request)
-                if not asgi and (inspect.isawaitable(source) or hasattr(source, "__aiter__")):
-                    return await _async_client(source)
-                if inspect.isawaitable(source):
-                    source = await source
-            except ImproperlyConfigured:
-                raise
-            except Exception as exc:
-                status, payload = client_error(exc)
-                return JsonResponse(payload, status=status)
+
+            async def start() -> Any:
+                try:
+                    if asgi and type(self).call_client is StreamView.call_client:
+                        # Async clients (and adapters with an async entry) run on the loop.
+                        source = await acall_client(self.get_client(), llm_request)
+                    else:
+                        source = await sync_to_async(self.call_client)(llm_request)
+                    if not asgi and (inspect.isawaitable(source) or hasattr(source, "__aiter__")):
+                        return await _async_client(source)
+                    if inspect.isawaitable(source):
+                        source = await source
+                except ImproperlyConfigured:
+                    raise
+                except Exception as exc:
+                    status, payload = client_error(exc)
+                    return JsonResponse(payload, status=status)
+                return source
+
             options["protocol"] = "indox"
+            resumable = conf.resumable(values, where=where)
+            if resumable is not None:
+                from .resume import resumable_response
+
+                hand_over = lambda: slot.hand_over(cast(StreamOptions, options))  # noqa: E731
+                return await resumable_response(resumable, request, start, hand_over)
+            source = await start()
+            if isinstance(source, HttpResponseBase):
+                return source
             return sse_response(source, request, **slot.hand_over(cast(StreamOptions, options)))
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
@@ -226,6 +250,29 @@ class ProtocolView(StreamView):
             if context is not None:  # before the call, as on the indox routes
                 options["context"] = await _of_request(context, request)
             client = await sync_to_async(self.get_client)()
+            resumable = conf.resumable(values, where=where)
+            if resumable is not None and result.encoder is not None:
+                from .resume import resumable_response
+
+                async def start() -> Any:
+                    if serves_async(request):
+                        answer = await aserve(protocol, result, client)
+                    else:
+                        answer = await sync_to_async(serve)(protocol, result, client)
+                    if isinstance(answer, Reply):
+                        return _reply(answer)
+                    source = answer.source
+                    if not serves_async(request) and (
+                        inspect.isawaitable(source) or hasattr(source, "__aiter__")
+                    ):
+                        return await _async_client(source)
+                    return answer
+
+                hand_over = lambda: slot.hand_over(cast(StreamOptions, options))  # noqa: E731
+                return await resumable_response(
+                    resumable, request, start, hand_over, route=route.path,
+                    chat_id=chat_id_of(body),
+                )  # fmt: skip
             if serves_async(request):
                 answer = await aserve(protocol, result, client)
             else:
