@@ -16,9 +16,10 @@
   here goes on when the shared store goes away mid-stream.
 
 The skins call :func:`begin` before they call the LLM client (a store that cannot be
-reached is a 503, and the client is never called), :meth:`Launch.start` with the client's
-stream, and :func:`resume`, :func:`cancel` and :func:`resume_chat` for the resume routes;
-each has an ``a``-prefixed twin for asyncio.
+reached is a 503, and the client is never called), then :meth:`Launch.start` (a thread)
+or :meth:`Launch.start_task` (a task) with the client's stream, and :func:`resume`,
+:func:`cancel` and :func:`resume_chat` for the resume routes; each of those has an
+``a``-prefixed twin for asyncio.
 """
 
 from __future__ import annotations
@@ -241,7 +242,10 @@ def _tail_of(stream_id: str) -> str | None:
 
 
 class Launch:
-    """A stream created in the store, before the client is called: start it or abandon it."""
+    """A stream created in the store, before the client is called: start it or abandon it.
+
+    :meth:`start` runs the generation in a thread (sync servers), :meth:`start_task`
+    in a task of the running loop (async servers)."""
 
     def __init__(self, resumable: Resumable, stream_id: str) -> None:
         self.resumable = resumable
@@ -300,12 +304,13 @@ class Launch:
         reader = _Reader(self.resumable, self.stream_id, producer.reader_wire(), options)
         return Served(headers, reader.follow(None, client_gone))
 
-    async def astart(self, source: Any, options: Mapping[str, Any], url: str) -> Served:
-        """Run the generation in a task of the running loop; the POST's reply reads it back."""
+    def start_task(self, source: Any, options: Mapping[str, Any], url: str) -> Served:
+        """Run the generation in a task of the running loop; the POST's reply reads it back.
+
+        Call it on the loop (the reader attaches itself as soon as it is sent).
+        """
         producer, stream_options, headers = self._prepare(options, url)
         stream = AsyncSSEStream(source, **stream_options)
-        with contextlib.suppress(StoreError):
-            await self.resumable.store.aattach(self.stream_id, self.resumable.detach_timeout)
         keep_running(asyncio.get_running_loop().create_task(producer.arun(stream)))
         reader = _Reader(self.resumable, self.stream_id, producer.reader_wire(), options)
         return Served(headers, reader.afollow(None))

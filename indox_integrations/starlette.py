@@ -185,7 +185,7 @@ async def resumable_response(
     if isinstance(got, Stream):
         got, stream_options["protocol"] = got.source, got.encoder
     url = resume_url(request.url.path, route, launch.stream_id)
-    return _answer(await launch.astart(got, stream_options, url))
+    return _answer(launch.start_task(got, stream_options, url))
 
 
 class _Deferred(Response):
