@@ -33,6 +33,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         'indox_integrations.flask needs Flask: pip install "indox-integrations[flask]"'
     ) from err
 
+from . import shutdown
 from .assets import STATIC_DIR
 from .clients import LLMRequest, call_client, client_error
 from .overload import Overload, Refusal, Slot, request_function
@@ -43,7 +44,7 @@ from .resumable import cancel as cancel_stream
 from .resumable import resume as resume_stream
 from .resumable import resume_chat as resume_chat_stream
 from .stream import StreamOptions, check_options, sse_stream
-from .wsgi import client_gone, discard_body
+from .wsgi import abort, client_gone, discard_body
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -85,8 +86,9 @@ def sse_response(
     resumable = configure(options)
     if resumable is not None:
         return _resumable(resumable, lambda: source, lambda: options)
+    environ = request.environ
     stream_options = cast(StreamOptions, options)
-    stream = sse_stream(source, client_gone(request.environ), **stream_options)
+    stream = sse_stream(source, client_gone(environ), abort=abort(environ), **stream_options)
     # Closing the context generator closes ``stream`` inside the request
     # context; the extra callback covers a response closed before its first
     # read, when that generator has not entered the stream yet.
@@ -154,6 +156,7 @@ def create_blueprint(
     ``GET``/``DELETE /streams/<stream_id>`` (and, for ``"ai-sdk"``, ``GET
     /chat/<chat_id>/stream``): see :mod:`indox_integrations.resumable`.
     """
+    shutdown.install()  # the app loads in the worker's main thread, after the server's handler
     blueprint = _Blueprint(name, __name__, static_folder=STATIC_DIR, static_url_path="/static")
     resume = configure(stream_options)
     options: StreamOptions = {"usage": "attach", **cast(StreamOptions, stream_options)}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["client_gone", "discard_body"]
+__all__ = ["abort", "client_gone", "discard_body"]
 
 DRAIN_BYTES = 16 * 1024 * 1024
 """How much of a refused request body is read and dropped, at most."""
@@ -81,3 +82,21 @@ def discard_body(environ: Mapping[str, Any]) -> bool:
     except (OSError, ValueError):  # the client left mid-body
         return False
     return not chunked
+
+
+def abort(environ: Mapping[str, Any]) -> Callable[[], None] | None:
+    """A way to drop the connection of a client that stopped reading, or ``None``.
+
+    It shuts the server's socket down, so the write the server's thread is
+    stuck in fails at once and the server closes the response, as it does for
+    a client that left.
+    """
+    sock = next((environ[key] for key in _SOCKET_KEYS if key in environ), None)
+    if not isinstance(sock, socket.socket):
+        return None
+
+    def shut() -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    return shut

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from ..resumable import ResumableOptions, configure
 from ..stream import StreamOptions, async_sse_stream, sse_stream
-from ..wsgi import client_gone
+from ..wsgi import abort, client_gone
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -85,7 +85,8 @@ def sse_response(
             options["on_complete"] = sync_to_async(on_complete)
         stream: Any = async_sse_stream(source, **options)
     else:
-        stream = sse_stream(source, client_gone(getattr(request, "environ", {})), **options)
+        environ = getattr(request, "environ", {})
+        stream = sse_stream(source, client_gone(environ), abort=abort(environ), **options)
     response = StreamingHttpResponse(
         stream, status=status, headers={**stream.headers, **(headers or {})}
     )
