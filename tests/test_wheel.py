@@ -119,11 +119,31 @@ def test_wheel_ships_the_browser_helper_and_py_typed(installed: Installed) -> No
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = set(wheel.namelist())
         assert "indox_integrations/py.typed" in names
+        assert "indox_integrations/django/static/indox_integrations/indox-stream.js" in names
         for name in SHIPPED:
             packaged = wheel.read(f"{PACKAGED_STATIC}/{name}")
             assert packaged == (ROOT / "static" / name).read_bytes(), (
                 f"{name} in the wheel is stale"
             )
+
+
+def test_wheel_ships_the_library_only(installed: Installed) -> None:
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        top = {name.split("/")[0] for name in wheel.namelist()}
+    dist_info = {name for name in top if name.endswith(".dist-info")}
+    assert top - dist_info == {"indox_integrations"}, sorted(top)
+    # Installed, nothing but the library lands in site-packages either.
+    out = installed.script(
+        """
+        import sysconfig
+        from pathlib import Path
+
+        site = Path(sysconfig.get_paths()["purelib"])
+        print(json.dumps({"entries": sorted(p.name for p in site.iterdir())}))
+        """
+    )
+    assert "example_apps" not in out["entries"]
+    assert "indox_integrations" in out["entries"]
 
 
 def test_installed_package_comes_from_the_venv_not_the_checkout(installed: Installed) -> None:
