@@ -192,9 +192,8 @@ def create_blueprint(
         if current_app.view_functions.get(str(endpoint)) not in views:
             return None
         expected = " or ".join(m for m in allowed if m not in ("HEAD", "OPTIONS"))
-        response, status = _json_error(
-            RequestError("method", f"expected {expected}, got {request.method}", 405)
-        )
+        error = RequestError("method", f"expected {expected}, got {request.method}", 405)
+        response, status = _reply(served.request_error(error))
         response.headers["Allow"] = ", ".join(allowed)
         return response, status
 

@@ -183,9 +183,14 @@ class StreamView(View):
             return sse_response(source, request, **slot.hand_over(cast(StreamOptions, options)))
 
     def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        error = RequestError("method", f"expected POST, got {request.method}", 405)
-        response = JsonResponse(error.as_json(), status=405)
         allowed = [m.upper() for m in self.http_method_names if hasattr(self, m)]
+        expected = " or ".join(m for m in allowed if m not in ("HEAD", "OPTIONS"))
+        error = RequestError("method", f"expected {expected}, got {request.method}", 405)
+        protocol = self.stream_settings()["protocol"]
+        if not isinstance(self, ProtocolView):
+            protocol = "indox"
+        reply = named_protocol(protocol).request_error(error)
+        response = JsonResponse(reply.body, status=405)
         response["Allow"] = ", ".join(allowed)
         if self.view_is_async:
 

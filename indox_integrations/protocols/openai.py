@@ -68,7 +68,9 @@ _CODES = {
     404: "model_not_found",
     413: "request_too_large",
     415: "unsupported_media_type",
+    405: "method_not_allowed",
 }
+_BUSY = {429: ("rate_limit_error", "rate_limit_exceeded"), 503: ("server_error", "overloaded")}
 
 
 def _json(value: Any) -> str:
@@ -379,7 +381,10 @@ def _check_key(authorization: str, api_keys: Collection[str]) -> Reply | None:
 
 
 def _request_error(exc: RequestError) -> Reply:
-    param = None if exc.field == "body" else exc.field
+    if exc.status in (429, 503):  # too many streams: a state of the server, not of the body
+        kind, busy = _BUSY[exc.status]
+        return Reply(exc.status, openai_error(exc.message, kind, None, busy))
+    param = None if exc.field in ("body", "method") else exc.field
     message = exc.message if exc.status == 404 else str(exc)
     code = _CODES.get(exc.status)
     return Reply(exc.status, openai_error(message, "invalid_request_error", param, code))
