@@ -1,0 +1,161 @@
+"""Resumable apps for the multi-process tests: FastAPI, Flask and Django on one store.
+
+Each serves the kit's routes under ``/llm`` (indox) and the AI SDK's under ``/api``,
+resumable on ``RedisStore(RESUME_REDIS_URL)`` (this process's ``MemoryStore`` without
+it), owned by the ``X-User`` header, on the demo client (``RESUME_DELAY`` seconds a
+chunk), counting its calls: ``GET /_calls`` says how many, and which process answers.
+
+    uvicorn --factory resumable_apps:fastapi_app
+    gunicorn "resumable_apps:flask_app()"
+    DJANGO_SETTINGS_MODULE=resumable_apps uvicorn --factory resumable_apps:django_asgi
+    DJANGO_SETTINGS_MODULE=resumable_apps gunicorn "resumable_apps:django_wsgi()"
+
+This module is also the Django settings module and URLconf.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from typing import Any
+
+from indox_integrations import DemoClient
+from indox_integrations.stores import MemoryStore, RedisStore
+
+DELAY = float(os.environ.get("RESUME_DELAY", "0.02"))
+DETACH = float(os.environ.get("RESUME_DETACH", "30"))
+HEARTBEAT = 0.5
+
+
+class CountingClient:
+    """The demo client, counting ``completion``/``chat`` calls."""
+
+    models = DemoClient.models
+
+    def __init__(self) -> None:
+        self._demo = DemoClient(delay=DELAY)
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def _count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def completion(self, prompt: str, **options: Any) -> Any:
+        self._count()
+        return self._demo.completion(prompt, **options)
+
+    def chat(self, messages: list[dict[str, str]], **options: Any) -> Any:
+        self._count()
+        return self._demo.chat(messages, **options)
+
+
+CLIENT = CountingClient()
+
+
+@functools.cache
+def store() -> Any:
+    url = os.environ.get("RESUME_REDIS_URL")
+    return RedisStore(url) if url else MemoryStore()
+
+
+def owner(request: Any) -> str | None:
+    return request.headers.get("x-user") or None
+
+
+def make_client() -> CountingClient:
+    return CLIENT
+
+
+def calls() -> dict[str, Any]:
+    return {"calls": CLIENT.calls, "pid": os.getpid()}
+
+
+def options() -> dict[str, Any]:
+    return {
+        "resumable": True,
+        "store": store(),
+        "detach_timeout": DETACH,
+        "owner": owner,
+        "heartbeat": HEARTBEAT,
+        "usage": "attach",
+    }
+
+
+def fastapi_app() -> Any:
+    from fastapi import FastAPI
+
+    from indox_integrations.fastapi import create_router
+
+    app = FastAPI()
+    app.include_router(create_router(CLIENT, **options()), prefix="/llm")
+    app.include_router(create_router(CLIENT, protocol="ai-sdk", **options()), prefix="/api")
+    app.add_api_route("/_calls", calls, methods=["GET"])
+    return app
+
+
+def flask_app() -> Any:
+    from flask import Flask, jsonify
+
+    from indox_integrations.flask import create_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(create_blueprint(CLIENT, **options()), url_prefix="/llm")
+    ai_sdk = create_blueprint(CLIENT, "ai_sdk", protocol="ai-sdk", **options())
+    app.register_blueprint(ai_sdk, url_prefix="/api")
+    app.add_url_rule("/_calls", "calls", lambda: jsonify(calls()))
+    return app
+
+
+def django_asgi() -> Any:
+    from django.core.asgi import get_asgi_application
+
+    return get_asgi_application()
+
+
+def django_wsgi() -> Any:
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+# Django: settings (CSRF on, as in a real project) and the URLconf.
+SECRET_KEY = "indox-integrations-resumable-tests"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+INSTALLED_APPS = ["indox_integrations.django"]
+MIDDLEWARE = [
+    "django.middleware.gzip.GZipMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+]
+ROOT_URLCONF = "resumable_apps"
+DATABASES: dict[str, Any] = {}
+USE_TZ = True
+LOGGING_CONFIG = None
+INDOX_INTEGRATIONS = {
+    "CLIENT": "resumable_apps.make_client",
+    "USAGE": "attach",
+    "HEARTBEAT": HEARTBEAT,
+    "RESUMABLE": True,
+    "STORE": "resumable_apps.store",
+    "DETACH_TIMEOUT": DETACH,
+    "OWNER": "resumable_apps.owner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The URLconf needs Django's settings, which other frameworks' processes never load.
+    if name == "urlpatterns":
+        from django.http import JsonResponse
+        from django.urls import include, path
+
+        from indox_integrations.django.urls import patterns
+
+        return [
+            path("llm/", include((patterns("indox"), "llm"))),
+            path("api/", include((patterns("ai-sdk"), "api"))),
+            path("_calls", lambda request: JsonResponse(calls())),
+        ]
+    raise AttributeError(name)
