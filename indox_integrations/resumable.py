@@ -471,7 +471,10 @@ class _Producer:
             logger.exception("stream %s: the producer failed", self.stream_id)
         finally:
             stream.close()
-            self._finish(status)
+            try:
+                self._finish(status)
+            except Exception:
+                logger.exception("stream %s: finishing it in the store failed", self.stream_id)
 
     def _check(self) -> str | None:
         """Flush, renew, look for a cancel and for readers: why to stop, if it must."""
@@ -537,7 +540,10 @@ class _Producer:
             logger.exception("stream %s: the producer failed", self.stream_id)
         finally:
             await stream.aclose()
-            await self._afinish(status)
+            try:
+                await self._afinish(status)
+            except Exception:
+                logger.exception("stream %s: finishing it in the store failed", self.stream_id)
 
     async def _acheck(self) -> str | None:
         now = time.monotonic()
