@@ -12,11 +12,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -412,3 +415,112 @@ def test_example_app_workers_share_streams_through_redis(framework: str) -> None
                 with connect_sse(client, "GET", url, headers={"Last-Event-ID": after.id}) as source:
                     replay = triples(list(sse(source)))
                 assert replay == triples(events[events.index(after) + 1 :])
+
+
+# Real clients: the kit's JS in Node, and the AI SDK's own resume.
+
+NODE = Path(__file__).parent / "node"
+AI_PACKAGES = ("ai5", "ai-latest")
+
+
+class DroppingProxy:
+    """A TCP proxy: the first connection goes to ``first`` and is cut after ``cut`` bytes
+    of its answer, as a network that drops; every later one goes to ``then``."""
+
+    def __init__(self, first: int, then: int, cut: int) -> None:
+        self.targets = [first, then]
+        self.cut = cut
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                first = self.connections == 0
+                self.connections += 1
+                upstream = socket.create_connection(("127.0.0.1", self.targets[not first]))
+                limit = self.cut if first else None
+                threading.Thread(
+                    target=self._pump, args=(client, upstream, None), daemon=True
+                ).start()
+                threading.Thread(
+                    target=self._pump, args=(upstream, client, limit), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, limit: int | None) -> None:
+        sent = 0
+        with contextlib.suppress(OSError):
+            while limit is None or sent < limit:
+                data = source.recv(65536 if limit is None else min(65536, limit - sent))
+                if not data:
+                    break
+                target.sendall(data)
+                sent += len(data)
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def node(script: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        ["node", str(NODE / script), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_the_js_client_reconnects_to_the_other_process_after_a_drop(cluster: Cluster) -> None:
+    proxy = DroppingProxy(cluster.a.port, cluster.b.port, cut=3000)
+    try:
+        headers = {"X-CSRFToken": CSRF, "Cookie": f"csrftoken={CSRF}", **USER}
+        request = {
+            "url": f"{proxy.url}{cluster.stream_path}",
+            "body": STORY_BODY,
+            "headers": headers,
+        }
+        result = node("indox-resume.mjs", json.dumps(request))
+    finally:
+        proxy.close()
+
+    assert result["text"] == STORY and "".join(result["pieces"]) == STORY
+    assert result["done"] and "error" not in result
+    assert len(result["reconnects"]) >= 1 and proxy.connections >= 2
+    assert result["resumeUrl"].startswith(f"{proxy.url}/llm/streams/")
+    # A reloaded page continues with resumeStream from where it had got to.
+    middle = {"resumeUrl": f"{cluster.b.url}{result['resumeUrl'][len(proxy.url):]}",
+              "lastEventId": "20:0", "headers": headers}  # fmt: skip
+    again = node("indox-resume.mjs", json.dumps(middle))
+    assert STORY.endswith(again["text"]) and again["done"] and again["reconnects"] == []
+
+
+@pytest.mark.parametrize("package", AI_PACKAGES)
+def test_the_ai_sdk_reconnects_to_the_running_chat_stream(cluster: Cluster, package: str) -> None:
+    chat_id = f"chat-{package}"
+    with (
+        cluster.a.client() as client,
+        connect_sse(client, "POST", "/api/chat", json=chat_body(chat_id)) as source,
+    ):
+        events = sse(source)
+        take(events, 3)
+        request = {"api": f"{cluster.b.url}/api/chat", "chatId": chat_id, "headers": USER}
+        resumed = node("ai-sdk-resume.mjs", package, json.dumps(request))
+        list(events)
+
+    assert resumed["thrown"] is None and resumed["errors"] == []
+    assert resumed["stream"] is True
+    texts = [part["text"] for part in resumed["message"]["parts"] if part["type"] == "text"]
+    assert texts == [STORY]
+    assert resumed["chunks"][0]["type"] == "start" and resumed["chunks"][-1]["type"] == "finish"
+    # No stream runs for the chat any more: the transport gets none.
+    assert node("ai-sdk-resume.mjs", package, json.dumps(request))["stream"] is False
