@@ -89,12 +89,12 @@ class ExampleApp:
 
 
 @contextlib.contextmanager
-def example_app(framework: str, delay: float) -> Iterator[ExampleApp]:
-    """``python -m example_apps <framework>`` on a free port, demo client with ``delay``."""
+def example_app(framework: str, delay: float, *args: str) -> Iterator[ExampleApp]:
+    """``python -m example_apps <framework> [args]`` on a free port, demo client with ``delay``."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "streams.log"
-        argv = [sys.executable, "-c", _BOOT, str(log), framework, "--port", str(port)]
+        argv = [sys.executable, "-c", _BOOT, str(log), framework, "--port", str(port), *args]
         with process_server(argv, port, env={"INDOX_DEMO_DELAY": str(delay)}) as url:
             yield ExampleApp(framework, url, log)
 
