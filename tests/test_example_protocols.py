@@ -67,10 +67,11 @@ def test_the_ai_sdk_route_streams_the_ui_message_stream(app: str) -> None:
     assert response.text.endswith("data: [DONE]\n\n")
 
 
-def test_the_indox_route_still_streams_the_story(app: str) -> None:
+def test_the_indox_route_still_streams_text(app: str) -> None:
     with httpx.Client(base_url=app) as client:
         client.get("/")
         token = client.cookies.get("csrftoken", "")
     headers = {"X-CSRFToken": token, "Cookie": f"csrftoken={token}"} if token else {}
-    _, events = collect(app, "/stream", {"prompt": "hi", "model": "demo/story"}, headers=headers)
-    assert text_of(events).startswith("Unit Seven had been built")
+    body = {"prompt": "echo me, 🙂\nexactly", "model": "demo/echo"}
+    _, events = collect(app, "/stream", body, headers=headers)
+    assert text_of(events) == "echo me, 🙂\nexactly"
