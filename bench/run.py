@@ -116,6 +116,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_state() -> dict[str, Any]:
+    """The commit measured, and the package files that differed from it at the start."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "indox_integrations")
+    return {"commit": git("rev-parse", "HEAD"), "package_changes": changed.splitlines()}
+
+
 async def bounded(work: Awaitable[scenarios.Result], limit: float) -> scenarios.Result:
     """Every scenario has its own cuts; this is the backstop if one of them hangs."""
     try:
@@ -318,6 +335,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "client": "httpx.AsyncClient in the harness process (uvloop when installed); "
         "the idle scenario holds its streams with raw asyncio sockets",
         "nofile": raise_fd_limit()[0],
+        "git": git_state(),
     }
     print(f"bench: {meta['mode']} run, {len(contenders)} contenders, scenarios {wanted}")
     for contender in contenders:

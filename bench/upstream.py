@@ -138,11 +138,14 @@ class GCWatch:
             gc.callbacks.append(self)
 
     def snapshot(self) -> dict[str, Any]:
+        # Copied in one C call first: a collection (and this callback) can run
+        # in the middle of any Python-level loop over the deque.
+        pauses = list(self.pauses)
         return {
             "count": self.count,
             "total_s": self.total,
-            "max_s": max((p[1] for p in self.pauses), default=0.0),
-            "pauses": [list(p) for p in self.pauses],
+            "max_s": max((p[1] for p in pauses), default=0.0),
+            "pauses": [list(p) for p in pauses],
         }
 
 
