@@ -367,10 +367,9 @@ async def _read_body(
     request: Request, limit: int, *, check_type: bool = True
 ) -> RequestError | None:
     """Read the body into the request, at most ``limit`` bytes; the error, if any."""
-    too_large = RequestError("body", f"must be at most {limit} bytes", 413)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        return too_large
+        return _too_large(limit)
     if check_type:
         try:
             check_content_type(request.headers.get("content-type"))
@@ -381,7 +380,7 @@ async def _read_body(
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                return too_large
+                return _too_large(limit)
     except ClientDisconnect:
         return RequestError("body", "the client left before sending all of it")
     try:
@@ -396,6 +395,10 @@ async def _read_body(
     # Starlette's own cache: FastAPI's request.body() returns it without reading again.
     request._body = bytes(body)
     return None
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError("body", f"must be at most {limit} bytes", 413)
 
 
 def _renderable(exc: RequestValidationError) -> RequestValidationError:
