@@ -6,11 +6,10 @@ import asyncio
 import contextvars
 import inspect
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from .concurrency import close_sync
+from .concurrency import close_sync, run_in_thread
 from .requests import ChatRequest, CompletionRequest, RequestError
 
 __all__ = ["LLMRequest", "acall_client", "call_client", "client_error"]
@@ -111,7 +110,7 @@ async def acall_client(client: Any, request: LLMRequest) -> Any:
         else:
             loop.call_soon_threadsafe(_settle, future, result, None)
 
-    threading.Thread(target=run, name="indox-client-call", daemon=True).start()
+    run_in_thread(run, "indox-client-call")
     result = await future
     if inspect.isawaitable(result):
         result = await result

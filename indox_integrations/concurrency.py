@@ -1,8 +1,9 @@
 """Pull an upstream iterator ahead of its consumer, and close it exactly once.
 
 ``ThreadFeed`` runs a sync iterator in a thread of its own: one per stream, not a
-slot in a shared pool (anyio's default limiter holds 40), so a hundred slow
-upstreams all progress at once and none blocks the event loop.  ``TaskFeed`` does
+slot in a bounded pool (anyio's default limiter holds 40), so a hundred slow
+upstreams all progress at once and none blocks the event loop; a finished
+stream's thread waits a while for the next one.  ``TaskFeed`` does
 the same for an async iterator with an asyncio task.  Both buffer a bounded
 number of chunks (back-pressure) and hand over everything that is ready in one
 batch, so a fast upstream costs one wake-up per batch rather than per chunk.
@@ -13,14 +14,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import logging
+import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-__all__ = ["FeedTimeout", "TaskFeed", "ThreadFeed", "close_async", "close_sync", "keep_running"]
+__all__ = [
+    "FeedTimeout",
+    "TaskFeed",
+    "ThreadFeed",
+    "close_async",
+    "close_sync",
+    "keep_running",
+    "run_in_thread",
+]
 
 logger = logging.getLogger("indox_integrations")
 
@@ -162,6 +173,101 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+IDLE_SECONDS = 20.0
+"""How long a sync upstream's thread, once done, waits for the next upstream before it ends."""
+IDLE_NAME = "indox-idle"
+
+
+class _Workers:
+    """Threads for sync upstreams, one per running upstream, reused; never a bounded pool.
+
+    ``Thread.start()`` waits until the new thread runs, and a new thread must
+    first win the GIL from every thread already busy: with a thousand open
+    streams, one start can hold the event loop's thread for seconds, and with
+    it every stream. So the caller only queues the job: an idle worker takes
+    it, or a spawner thread starts a new one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._job_ready = threading.Condition(self._lock)
+        self._spawn_wanted = threading.Condition(self._lock)
+        self._jobs: deque[tuple[Callable[[], object], str]] = deque()
+        self._waiting = 0  # workers waiting for a job
+        self._spawning = 0  # workers asked for, not yet waiting
+        self._to_start = 0  # of those, the ones the spawner has yet to start
+        self._spawner: threading.Thread | None = None
+
+    def run(self, job: Callable[[], object], name: str) -> None:
+        """Run ``job`` in a thread of its own (named ``name``), never waiting for one to start."""
+        spawner = None
+        with self._lock:
+            self._jobs.append((job, name))
+            if len(self._jobs) > self._waiting + self._spawning:
+                self._spawning += 1
+                self._to_start += 1
+                self._spawn_wanted.notify()
+                if self._spawner is None:
+                    spawner = self._spawner = threading.Thread(
+                        target=self._spawn, name="indox-spawner", daemon=True
+                    )
+            self._job_ready.notify()
+        if spawner is not None:  # once per process
+            spawner.start()
+
+    def _spawn(self) -> None:
+        while True:
+            with self._lock:
+                self._spawn_wanted.wait_for(lambda: self._to_start > 0)
+                count, self._to_start = self._to_start, 0
+            for _ in range(count):
+                threading.Thread(target=self._work, name=IDLE_NAME, daemon=True).start()
+
+    def _work(self) -> None:
+        thread = threading.current_thread()
+        spawned = True
+        while True:
+            with self._lock:
+                if spawned:
+                    self._spawning -= 1
+                    spawned = False
+                self._waiting += 1
+                found = self._job_ready.wait_for(lambda: self._jobs, IDLE_SECONDS)
+                self._waiting -= 1
+                if not found:
+                    return
+                job, name = self._jobs.popleft()
+            thread.name = name
+            try:
+                job()
+            except BaseException:  # a job handles its own errors; the worker must live on
+                logger.exception("%s failed", name)
+            thread.name = IDLE_NAME
+
+
+_workers = _Workers()
+
+
+def run_in_thread(job: Callable[[], object], name: str) -> None:
+    """Run ``job`` in a thread of its own, named ``name`` while it runs; safe on the event loop.
+
+    The thread is one of the kit's reusable threads, never a slot in a
+    bounded pool; the caller never waits for a thread to start.
+    """
+    _workers.run(job, name)
+
+
+def _forked() -> None:
+    # A forked child (a gunicorn worker after a preloaded app) has none of the
+    # parent's threads: start from nothing.
+    global _workers
+    _workers = _Workers()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 class ThreadFeed(_Batches):
     """Iterate a sync iterator in a dedicated thread, closing it from that thread.
 
@@ -179,13 +285,12 @@ class ThreadFeed(_Batches):
         self._stopping = False
         self._closed = False
         self.closed = threading.Event()
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run, args=(self._run,), name="indox-upstream", daemon=True
-        )
+        self._context = contextvars.copy_context()
+        self._started = False
 
     def start(self) -> None:
-        self._thread.start()
+        self._started = True
+        run_in_thread(functools.partial(self._context.run, self._run), "indox-upstream")
 
     def _run(self) -> None:
         try:
@@ -227,7 +332,8 @@ class ThreadFeed(_Batches):
             self._ready.notify_all()
             if (
                 self._closed
-                or not self._thread.is_alive()
+                or not self._started
+                or self.done
                 or inspect.isgenerator(self._source)
                 or not callable(getattr(self._source, "close", None))
             ):

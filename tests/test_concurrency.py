@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from indox_integrations import concurrency
 from indox_integrations.concurrency import (
     MAX_BUFFERED,
     FeedTimeout,
@@ -350,3 +351,90 @@ def test_back_pressure_counts_bytes_as_well_as_chunks() -> None:
         task_feed.stop()
 
     asyncio.run(main())
+
+
+# --- the threads of sync upstreams ---------------------------------------------------
+
+
+def test_starting_a_thread_feed_never_starts_a_thread_in_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the event loop, ``Thread.start()`` would wait for the new thread to win the GIL."""
+    ThreadFeed(iter([])).start()  # the spawner exists: it starts once per process
+    caller = threading.get_ident()
+    started_by_caller: list[str] = []
+    start = threading.Thread.start
+
+    def recording_start(thread: threading.Thread) -> None:
+        if threading.get_ident() == caller:
+            started_by_caller.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", recording_start)
+
+    async def run() -> list[list[int]]:
+        feeds = [ThreadFeed(iter(range(3))) for _ in range(20)]
+        for feed in feeds:
+            feed.start()  # more feeds than idle threads: new ones are needed
+        return [[item for batch in await drain(feed) for item in batch] for feed in feeds]
+
+    assert asyncio.run(run()) == [[0, 1, 2]] * 20
+    assert started_by_caller == []
+
+
+async def drain(feed: ThreadFeed) -> list[list[int]]:
+    batches = []
+    while batch := await feed.aget(5.0):
+        batches.append(batch)
+    return batches
+
+
+def test_a_finished_upstreams_thread_runs_the_next_upstream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran_in: list[int] = []
+
+    def upstream() -> Iterator[int]:
+        ran_in.append(threading.get_ident())
+        yield 1
+
+    first = ThreadFeed(upstream())
+    first.start()
+    assert first.closed.wait(3)
+    workers = concurrency._workers
+    assert wait_until(lambda: workers._waiting > 0 and workers._spawning == 0)
+    started: list[str] = []
+    start = threading.Thread.start
+    monkeypatch.setattr(
+        threading.Thread, "start", lambda thread: (started.append(thread.name), start(thread))[1]
+    )
+    second = ThreadFeed(upstream())
+    second.start()
+    assert second.closed.wait(3)
+    assert started == []  # an idle thread took it
+    names = {t.ident: t.name for t in threading.enumerate()}
+    assert names.get(ran_in[1]) in ("indox-upstream", "indox-idle")
+
+
+def test_idle_threads_end_and_busy_ones_are_named_for_their_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(concurrency, "IDLE_SECONDS", 0.05)
+    release = threading.Event()
+    names: list[str] = []
+    threads: list[threading.Thread] = []
+
+    def upstream() -> Iterator[int]:
+        names.append(threading.current_thread().name)
+        threads.append(threading.current_thread())
+        release.wait(5)
+        yield 1
+
+    feeds = [ThreadFeed(upstream()) for _ in range(5)]
+    for feed in feeds:
+        feed.start()
+    assert wait_until(lambda: len(names) == 5)
+    assert names == ["indox-upstream"] * 5
+    release.set()
+    assert all(feed.closed.wait(3) for feed in feeds)
+    assert wait_until(lambda: not any(thread.is_alive() for thread in threads))
