@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
@@ -77,12 +77,12 @@ def sse_response(
     # byte, and its WSGI handler does the same to an async one.
     if serves_async(request):
         # Callbacks run where the stream ends: on the event loop under ASGI, where
-        # Django forbids the ORM. A sync one runs through sync_to_async instead.
+        # Django forbids the ORM, so a sync one runs through sync_to_async there.
         on_usage, on_complete = options.get("on_usage"), options.get("on_complete")
         if on_usage is not None and not iscoroutinefunction(on_usage):
-            options["on_usage"] = sync_to_async(on_usage)
+            options["on_usage"] = _orm_safe(on_usage)
         if on_complete is not None and not iscoroutinefunction(on_complete):
-            options["on_complete"] = sync_to_async(on_complete)
+            options["on_complete"] = _orm_safe(on_complete)
         stream: Any = async_sse_stream(source, **options)
     else:
         environ = getattr(request, "environ", {})
@@ -95,3 +95,19 @@ def sse_response(
     # An empty one is an empty list of codings (RFC 9110, 5.6.1 and 8.4).
     response.setdefault("Content-Encoding", "")
     return response
+
+
+def _orm_safe(callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``callback`` through ``sync_to_async`` on the event loop, and directly in a thread.
+
+    A stream that Django leaves before its end (a disconnect landing in a
+    write) first ends in ``response.close()``, which runs in the request's
+    thread-sensitive executor: a ``sync_to_async`` call from there waits for
+    that same executor, forever.
+    """
+    wrapped = sync_to_async(callback)
+
+    def call(value: Any) -> Any:
+        return wrapped(value) if serves_async() else callback(value)
+
+    return call
