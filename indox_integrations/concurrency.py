@@ -95,6 +95,9 @@ class _Batches:
         self.done = False
         self.error: BaseException | None = None
         self._nudged = False
+        self._sleepers = 0  # threads waiting on _ready: nobody to notify otherwise
+        self.suspended = False
+        """Set when a wait suspended the consumer (so the loop ran others meanwhile)."""
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -102,7 +105,8 @@ class _Batches:
         items = list(self._items)
         self._items.clear()
         self._buffered = 0
-        self._ready.notify_all()
+        if self._sleepers:
+            self._ready.notify_all()
         return items
 
     def _full(self) -> bool:
@@ -115,7 +119,8 @@ class _Batches:
 
     def _wake(self) -> None:
         """Wake an async consumer; call with the lock held."""
-        self._ready.notify_all()
+        if self._sleepers:
+            self._ready.notify_all()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and self._loop is not None:
             # A closed loop (server shut down) has nobody left to wake.
@@ -128,11 +133,19 @@ class _Batches:
             self._nudged = True
             self._wake()
 
+    def _sleep(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
+        """Wait on ``_ready`` (with the lock held) until ``predicate`` holds."""
+        self._sleepers += 1
+        try:
+            self._ready.wait_for(predicate, timeout)
+        finally:
+            self._sleepers -= 1
+
     def get(self, timeout: float | None) -> list[Any]:
         """Wait (blocking) for the next batch; ``[]`` once the upstream is done."""
         with self._lock:
             if not self._items and not self.done:
-                self._ready.wait_for(lambda: self._items or self.done or self._nudged, timeout)
+                self._sleep(lambda: self._items or self.done or self._nudged, timeout)
             self._nudged = False
             if not self._items and not self.done:
                 raise FeedTimeout
@@ -154,6 +167,7 @@ class _Batches:
         # cancels only once when the client leaves.
         timer = None if timeout is None else self._loop.call_later(timeout, _resolve, waiter)
         try:
+            self.suspended = True
             await waiter
         finally:
             if timer is not None:
@@ -296,7 +310,7 @@ class ThreadFeed(_Batches):
         try:
             while True:
                 with self._lock:
-                    self._ready.wait_for(lambda: not self._full() or self._stopping)
+                    self._sleep(lambda: not self._full() or self._stopping)
                     if self._stopping:
                         return
                 try:

@@ -85,7 +85,8 @@ class SSEResponse(StreamingResponse):
                 # uvicorn's send() returns at once, even after a disconnect, and a
                 # ready upstream never suspends: without a checkpoint the disconnect
                 # listener would not run (and cancel us) until the upstream ran dry.
-                await anyio.lowlevel.checkpoint()
+                if not self.stream.suspended():
+                    await anyio.lowlevel.checkpoint()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             # On disconnect Starlette cancels this coroutine (ASGI < 2.4) or send()

@@ -486,6 +486,15 @@ class AsyncSSEStream:
         self.sent_at = time.monotonic()
         return data
 
+    def suspended(self) -> bool:
+        """Whether the stream waited on its upstream since the last call (then the loop ran
+        other tasks, a disconnect listener among them)."""
+        feed = self._pipeline.feed
+        if feed is None or not feed.suspended:
+            return False
+        feed.suspended = False
+        return True
+
     def stalled(self) -> None:
         """The reader froze (see :mod:`~indox_integrations.watchdog`): drop the stream.
 
