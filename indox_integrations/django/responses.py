@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     else:
         from typing_extensions import Unpack
 
-__all__ = ["serves_async", "sse_response"]
+__all__ = ["orm_safe", "serves_async", "sse_response"]
 
 
 def serves_async(request: HttpRequest | None = None) -> bool:
@@ -80,9 +80,9 @@ def sse_response(
         # Django forbids the ORM, so a sync one runs through sync_to_async there.
         on_usage, on_complete = options.get("on_usage"), options.get("on_complete")
         if on_usage is not None and not iscoroutinefunction(on_usage):
-            options["on_usage"] = _orm_safe(on_usage)
+            options["on_usage"] = orm_safe(on_usage)
         if on_complete is not None and not iscoroutinefunction(on_complete):
-            options["on_complete"] = _orm_safe(on_complete)
+            options["on_complete"] = orm_safe(on_complete)
         stream: Any = async_sse_stream(source, **options)
     else:
         environ = getattr(request, "environ", {})
@@ -97,7 +97,7 @@ def sse_response(
     return response
 
 
-def _orm_safe(callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def orm_safe(callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``callback`` through ``sync_to_async`` on the event loop, and directly in a thread.
 
     A stream that Django leaves before its end (a disconnect landing in a

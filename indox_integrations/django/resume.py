@@ -39,7 +39,7 @@ from ..resumable import (
 )
 from ..wsgi import client_gone
 from . import conf
-from .responses import serves_async
+from .responses import orm_safe, serves_async
 from .views import StreamView
 
 __all__ = ["ChatResumeView", "ResumeView", "resumable_response", "resumable_sse_response"]
@@ -58,11 +58,11 @@ def _answer(answer: Reply | Served) -> HttpResponseBase:
 
 def _on_loop(options: dict[str, Any]) -> dict[str, Any]:
     # Callbacks run where the generation ends: on the loop under ASGI, where Django
-    # forbids the ORM; a sync one runs through sync_to_async (as sse_response does).
+    # forbids the ORM; a sync one runs through sync_to_async there (as sse_response does).
     for name in ("on_usage", "on_complete"):
         callback = options.get(name)
         if callback is not None and not iscoroutinefunction(callback):
-            options[name] = sync_to_async(callback)
+            options[name] = orm_safe(callback)
     return options
 
 
