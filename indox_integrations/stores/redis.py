@@ -77,7 +77,8 @@ class RedisStore:
     and ``poll`` the longest a reader blocks (``XREAD BLOCK``) between checks of
     the lease: readers of a killed producer end within ``lease + poll`` (8.5 s).
     ``timeout`` and ``connect_timeout`` bound each call; when Redis cannot be
-    reached, every method raises ``StoreUnavailable``.
+    reached, every method raises ``StoreUnavailable``.  ``max_connections`` caps each
+    client's pool: every reader that follows a stream holds a connection while it waits.
 
         store = RedisStore("redis://localhost:6379/0")
         stream_id = store.create(owner="user-1")
@@ -99,6 +100,7 @@ class RedisStore:
         prefix: str = "indox",
         timeout: float = 5.0,
         connect_timeout: float = 2.0,
+        max_connections: int = 10_000,
     ) -> None:
         try:
             import redis as redis_py
@@ -132,6 +134,9 @@ class RedisStore:
             "socket_connect_timeout": connect_timeout,
             # A restarted server: reconnect and retry once or twice, then give up.
             "retry_on_error": [redis_py.exceptions.ConnectionError],
+            # Each reader waiting in XREAD BLOCK holds a connection: redis-py's default
+            # pool (100 connections, then an error) would refuse the 101st open stream.
+            "max_connections": max_connections,
         }
         self._sync_class: Any = redis_py.Redis
         self._sync_retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
