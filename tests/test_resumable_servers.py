@@ -31,7 +31,7 @@ from servers import free_port, gunicorn_argv, process_server, uvicorn_argv
 from indox_integrations.demo import STORY
 
 FRAMEWORKS = ["fastapi", "flask", "django-asgi", "django-wsgi"]
-DELAY = 0.04  # per demo chunk: the story takes about 7 s
+DELAY = 0.025  # per demo chunk: the story takes about 4.5 s
 DETACH = 3.0
 CSRF = "c" * 32  # Django's CSRF cookie and header: CsrfViewMiddleware is on
 USER = {"X-User": "ada"}
