@@ -12,8 +12,9 @@
   process died) ends with a ``producer_lost`` error and the end marker.
 - While it reads, a reader keeps an *attached* mark in the store; once nobody has been
   attached for ``detach_timeout`` seconds, the producer cancels the generation.
-- The producer also keeps what it made in this process's memory (a *tail*), so a reader
-  here goes on when the shared store goes away mid-stream.
+- With a shared store (Redis), the producer also keeps what it made in this process's
+  memory (a *tail*): readers in this process (the POST's own) follow the tail, which
+  costs no round trip and goes on when the shared store goes away mid-stream.
 
 The skins call :func:`begin` before they call the LLM client (a store that cannot be
 reached is a 503, and the client is never called), then :meth:`Launch.start` (a thread)
@@ -616,11 +617,15 @@ class _Reader:
         self.tick = min(heartbeat or math.inf, self.touch_every, 5.0)
 
     def _sources(self) -> Iterator[tuple[Any, str]]:
-        """The shared store, then this process's tail of the stream if it has one."""
-        yield self.resumable.store, self.stream_id
+        """This process's tail of the stream while it makes it here, then the shared store.
+
+        The tail holds the same entries under the same ids, costs no round trip, and
+        goes on when the shared store goes away.
+        """
         tail = _tail_of(self.stream_id)
         if tail is not None:
             yield _TAIL, tail
+        yield self.resumable.store, self.stream_id
 
     def _failed(self, exc: StoreError) -> bytes:
         if isinstance(exc, ProducerLost):
