@@ -27,6 +27,9 @@ class Contender:
     """Extra environment for the server process."""
     heartbeats: bool = True
     """It can send heartbeats on a silent stream (the idle scenario needs them)."""
+    direct: str | None = None
+    """Resumable mode: the contender that streams the same way directly, to compare with;
+    the resume scenario runs only for these."""
 
     @property
     def wsgi(self) -> bool:
@@ -87,6 +90,18 @@ CONTENDERS = [
         "kit-django-asgi-async", "kit", "django", "bench.apps.kit_django:asgi_app", "uvicorn",
         "async", "indox_integrations.django.sse_response in an async view, ASGI, async upstream",
         needs="indox_integrations.django", env=(("BENCH_DJANGO", "asgi"),),
+    ),
+    Contender(
+        "kit-resumable-memory", "kit", "fastapi", "bench.apps.kit_resumable:app", "uvicorn",
+        "async", "create_router(client, resumable=True): MemoryStore, async upstream",
+        needs="indox_integrations.fastapi", default=False, env=(("BENCH_STORE", "memory"),),
+        direct="kit-fastapi-async",
+    ),
+    Contender(
+        "kit-resumable-redis", "kit", "fastapi", "bench.apps.kit_resumable:app", "uvicorn",
+        "async", "create_router(client, resumable=True): RedisStore (a local redis-server)",
+        needs="indox_integrations.fastapi", default=False, env=(("BENCH_STORE", "redis"),),
+        direct="kit-fastapi-async",
     ),
     Contender(
         "naive-fastapi", "naive", "fastapi", "bench.apps.naive_fastapi:app", "uvicorn", "sync",

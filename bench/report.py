@@ -187,6 +187,48 @@ def _idle(results: dict[str, Any], name: str) -> str:
     return text
 
 
+def _resume_table(data: dict[str, Any], keys: list[str]) -> str | None:
+    """Resumable mode against the same router streaming directly: ratios, resume latency."""
+    results: dict[str, Any] = data["results"]
+    rows = []
+    last = keys[-1] if keys else None
+    for name in results:
+        direct = BY_NAME[name].direct
+        if direct is None:
+            continue
+        cell = results[name].get("resume") or {}
+        resumed = (
+            f"{_n(cell.get('resume_ms_p50'), 1)} / {_n(cell.get('resume_ms_p90'), 1)}"
+            f" ({cell.get('exact', 0)}/{cell.get('reps', 0)} exact)"
+            if "resume_ms_p50" in cell
+            else _err(cell) or "-"
+        )
+        wall = "-"
+        if last:
+            ours = _get(results, name, last, "projected_s")
+            wall = _f(_ratio(ours, _get(results, direct, last, "projected_s")))
+        rows.append([
+            f"{name} (vs {direct})",
+            _f(_ratio(_get(results, name, "throughput", "chunks_per_s"),
+                      _get(results, direct, "throughput", "chunks_per_s"))),
+            wall,
+            _f(_ratio(_get(results, name, "memory", "kib_per_stream"),
+                      _get(results, direct, "memory", "kib_per_stream"))),
+            resumed,
+        ])  # fmt: skip
+    if not rows:
+        return None
+    streams = last.split("-")[1] if last else ""
+    head = [
+        "resumable contender",
+        "throughput vs direct",
+        f"{streams} streams wall vs direct",
+        "KiB per stream vs direct",
+        "resume: GET to first replayed event p50 / p90 ms",
+    ]
+    return _md(head, rows)
+
+
 def _idle_table(data: dict[str, Any]) -> str | None:
     results: dict[str, Any] = data["results"]
     names = [n for n in results if isinstance(results[n].get("idle"), dict)]
@@ -281,6 +323,9 @@ def table(data: dict[str, Any]) -> str:
     idle_table = _idle_table(data)
     if idle_table:
         lines += ["", idle_table]
+    resume_table = _resume_table(data, keys)
+    if resume_table:
+        lines += ["", resume_table]
     kit = [n for n in results if BY_NAME[n].role == "kit"]
     if kit:
         lines.append("")

@@ -37,6 +37,7 @@ from bench.upstream import raise_fd_limit
 
 SCENARIOS = (
     "throughput", "latency", "concurrency", "disconnect", "memory", "slow-reader", "idle",
+    "resume",
 )  # fmt: skip
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 
@@ -215,6 +216,11 @@ async def run_contender(
             out["idle"] = {"skipped": f"needs one uvicorn process and heartbeats: {why}"}
         else:
             steps.append(("idle", lambda s: idle.idle(s[0], contender, cfg)))
+    if "resume" in wanted:
+        if contender.direct is None:
+            out["resume"] = {"skipped": "streams are not resumable"}
+        else:
+            steps.append(("resume", lambda s: scenarios.resume(s[0], contender, cfg)))
     if "disconnect" in wanted:
         # Two servers: on one, a silent sync upstream that blocks the event loop
         # (the naive code) would keep the chatty clients from reading at all.

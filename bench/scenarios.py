@@ -53,6 +53,11 @@ class Config:
     idle_connect_parallel: int = 200
     """Connections being opened at once (each until its first event)."""
     idle_close_cut: float = 15.0
+    resume_reps: int = 20
+    resume_chunks: int = 200
+    resume_read: int = 100
+    """Events read before the connection is dropped and the stream resumed."""
+    resume_delay: float = 0.005
     isolate: bool = True
     scenario_limit: float = 150.0
     """A fresh server for each scenario but throughput + latency (else they share)."""
@@ -81,6 +86,7 @@ QUICK = Config(
     idle_open_cut=10.0,
     idle_hold=3.0,
     idle_close_cut=5.0,
+    resume_reps=5,
     isolate=False,
     scenario_limit=30.0,
 )
@@ -438,3 +444,48 @@ async def slow_reader(server: Server, contender: Contender, cfg: Config) -> Resu
 
 
 Scenario = Callable[[Server, Contender, Config], Awaitable[Result]]
+
+
+async def resume(server: Server, contender: Contender, cfg: Config) -> Result:
+    """Resumable contenders: a stream read for ``resume_read`` events and dropped, then
+    resumed by ``GET`` with ``Last-Event-ID``.  The latency is from sending the GET to
+    its first replayed event; the replay must be exactly the rest of the stream."""
+    params = {"mode": contender.mode, "chunks": cfg.resume_chunks, "delay": cfg.resume_delay}
+    latencies: list[float] = []
+    exact = 0
+    async with make_client(server.url) as client:
+        for _ in range(cfg.resume_reps):
+            seen, last_id, url = 0, b"", ""
+            async with client.stream("POST", "/stream", json=body_for(params)) as response:
+                check(response)
+                url = response.headers["indox-resume-url"]
+                buffer = b""
+                async for piece in response.aiter_raw():
+                    *blocks, buffer = (buffer + piece).split(b"\n\n")
+                    for block in blocks:
+                        event = block.startswith(b"id: ") and b"\ndata:" in block
+                        if event and not block.endswith(b"[DONE]"):
+                            seen += 1
+                            last_id = block[4 : block.index(b"\n")]
+                    if seen >= cfg.resume_read:
+                        break
+            counter = EventCounter()
+            first: float | None = None
+            start = now()
+            headers = {"Last-Event-ID": last_id.decode()}
+            async with client.stream("GET", url, headers=headers) as response:
+                check(response)
+                async for piece in response.aiter_raw():
+                    if counter.feed(piece) and first is None:
+                        first = now() - start
+            if first is not None:
+                latencies.append(first)
+            exact += seen + counter.events == cfg.resume_chunks and counter.done
+    latencies.sort()
+    return {
+        "reps": cfg.resume_reps,
+        "exact": exact,
+        "resume_ms_p50": _quantile(latencies, 0.50) * 1000 if latencies else None,
+        "resume_ms_p90": _quantile(latencies, 0.90) * 1000 if latencies else None,
+        "resume_ms_max": latencies[-1] * 1000 if latencies else None,
+    }
