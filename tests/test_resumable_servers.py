@@ -31,7 +31,7 @@ from servers import free_port, gunicorn_argv, process_server, uvicorn_argv
 from indox_integrations.demo import STORY
 
 FRAMEWORKS = ["fastapi", "flask", "django-asgi", "django-wsgi"]
-DELAY = 0.025  # per demo chunk: the story takes about 4.5 s
+DELAY = 0.035  # per demo chunk: the story takes about 6 s
 DETACH = 3.0
 CSRF = "c" * 32  # Django's CSRF cookie and header: CsrfViewMiddleware is on
 USER = {"X-User": "ada"}
@@ -363,7 +363,7 @@ def test_a_stream_nobody_reads_is_cancelled_after_the_detach_timeout(cluster: Cl
     ):
         url = source.response.headers["indox-resume-url"]
         first = take(sse(source), 3)
-    # The story takes about 7 s; nobody reads it for more than DETACH.
+    # The story takes about 6 s; nobody reads it for more than DETACH.
     time.sleep(DETACH + 1.5)
     rest = resume(cluster.b, url, first[-1].id)
     error = error_of(rest)
