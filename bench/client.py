@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,10 +20,13 @@ class EventCounter:
 
     Blocks end at a blank line (LF or CRLF: sse-starlette writes CRLF);
     comments (``: ping``) are not events and the end marker (``[DONE]``,
-    JSON-quoted by FastAPI's own SSE) is noted but not counted.
+    JSON-quoted by FastAPI's own SSE) is noted but not counted.  With a
+    ``marker``, only the blocks that hold it count (a protocol's token chunks,
+    not its start and finish chunks).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, marker: bytes | None = None) -> None:
+        self._marker = marker
         self._tail = b""
         self.events = 0
         self.done = False
@@ -37,11 +43,12 @@ class EventCounter:
         blocks = buf.split(b"\n\n")
         self._tail = blocks.pop() + hold
         new = 0
+        marker = self._marker
         for block in blocks:
             if block.startswith(b"data:") or b"\ndata:" in block:
                 if block.endswith(DONE_MARKERS):
                     self.done = True
-                else:
+                elif marker is None or marker in block:
                     new += 1
         self.events += new
         return new
@@ -51,6 +58,47 @@ def body_for(params: dict[str, Any]) -> dict[str, Any]:
     """The JSON body: the parameters, plus the same as a prompt (for the kit's router,
     which validates ``{"prompt", ...}`` and hands only the prompt to the client)."""
     return {**params, "prompt": urlencode(params)}
+
+
+def _openai_body(params: dict[str, Any]) -> dict[str, Any]:
+    message = {"role": "user", "content": urlencode(params)}
+    return {"model": "bench", "messages": [message], "stream": True}
+
+
+def _ai_sdk_body(params: dict[str, Any]) -> dict[str, Any]:
+    # What the AI SDK's DefaultChatTransport posts for a new user message.
+    part = {"type": "text", "text": urlencode(params)}
+    message = {"id": "bench-1", "role": "user", "parts": [part]}
+    return {"id": "bench", "messages": [message], "trigger": "submit-message"}
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How a stream is asked for on one protocol, and which of its events are chunks."""
+
+    path: str
+    body: Callable[[dict[str, Any]], dict[str, Any]]
+    """The JSON body for the upstream parameters (they travel as the prompt)."""
+    marker: bytes | None
+    """What a ``data:`` block holds when it carries an upstream chunk; ``None``: every one."""
+
+    def counter(self) -> EventCounter:
+        return EventCounter(self.marker)
+
+    def stream(
+        self, client: httpx.AsyncClient, params: dict[str, Any]
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """The streamed response to one request for ``params``."""
+        return client.stream("POST", self.path, json=self.body(params))
+
+
+WIRES: dict[str, Wire] = {
+    "indox": Wire("/stream", body_for, None),
+    # The role chunk and the finish chunk have no "content"; a token's text is
+    # JSON-escaped, so it cannot hold the marker's quotes.
+    "openai": Wire("/v1/chat/completions", _openai_body, b'"content":'),
+    "ai-sdk": Wire("/api/chat", _ai_sdk_body, b'"text-delta"'),
+}
 
 
 def make_client(
@@ -93,10 +141,10 @@ async def reset(client: httpx.AsyncClient) -> None:
 
 
 async def read_stream(
-    client: httpx.AsyncClient, params: dict[str, Any], counter: EventCounter
+    client: httpx.AsyncClient, wire: Wire, params: dict[str, Any], counter: EventCounter
 ) -> EventCounter:
     """Read one whole stream into ``counter`` (which keeps what came if this is cancelled)."""
-    async with client.stream("POST", "/stream", json=body_for(params)) as response:
+    async with wire.stream(client, params) as response:
         check(response)
         async for piece in response.aiter_raw():
             counter.feed(piece)
@@ -105,7 +153,8 @@ async def read_stream(
 
 def check(response: httpx.Response) -> None:
     if response.status_code != 200:
-        raise RuntimeError(f"expected 200 from /stream, got {response.status_code}")
+        path = response.request.url.path
+        raise RuntimeError(f"expected 200 from {path}, got {response.status_code}")
 
 
 def now() -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["floor", "kit", "naive", "peer"]
+ProtocolName = Literal["indox", "openai", "ai-sdk"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Contender:
     direct: str | None = None
     """Resumable mode: the contender that streams the same way directly, to compare with;
     the resume scenario runs only for these."""
+    protocol: ProtocolName = "indox"
+    """The wire it serves (``bench.client.WIRES``: the path, the body, what counts as a chunk)."""
+    on_indox: str | None = None
+    """Another protocol: the contender serving the same router on the indox wire, to
+    compare with (a JSON object per chunk against raw text)."""
 
     @property
     def wsgi(self) -> bool:
@@ -102,6 +108,18 @@ CONTENDERS = [
         "async", "create_router(client, resumable=True): RedisStore (a local redis-server)",
         needs="indox_integrations.fastapi", default=False, env=(("BENCH_STORE", "redis"),),
         direct="kit-fastapi-async",
+    ),
+    Contender(
+        "kit-openai-async", "kit", "fastapi", "bench.apps.kit_protocols:app", "uvicorn",
+        "async", 'create_router(client, protocol="openai") under /v1, async upstream',
+        needs="indox_integrations.fastapi", env=(("BENCH_PROTOCOL", "openai"),),
+        protocol="openai", on_indox="kit-fastapi-async",
+    ),
+    Contender(
+        "kit-ai-sdk-async", "kit", "fastapi", "bench.apps.kit_protocols:app", "uvicorn",
+        "async", 'create_router(client, protocol="ai-sdk") under /api, async upstream',
+        needs="indox_integrations.fastapi", env=(("BENCH_PROTOCOL", "ai-sdk"),),
+        protocol="ai-sdk", on_indox="kit-fastapi-async",
     ),
     Contender(
         "naive-fastapi", "naive", "fastapi", "bench.apps.naive_fastapi:app", "uvicorn", "sync",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psutil
 
-from bench.client import body_for, stats
+from bench.client import WIRES, Wire, stats
 
 if TYPE_CHECKING:
     from bench.contenders import Contender
@@ -32,17 +32,23 @@ _DATA = b"data:"
 class IdleStream(asyncio.Protocol):
     """One held stream: sends its request, notes the first event and every ping.
 
-    Pings are found in the raw bytes (chunk-size lines of the chunked body
-    cannot contain ``: ping``); a ping split across two reads is found through
-    the tail kept from the previous read.
+    Pings and the first event (``event``: the wire's chunk marker, or ``data:``)
+    are found in the raw bytes (chunk-size lines of the chunked body cannot
+    contain them); one split across two reads is found through the tail kept
+    from the previous read.
     """
 
-    __slots__ = ("_request", "_head", "_tail", "_opened", "status", "pings", "lost", "bytes")
+    __slots__ = (
+        "_request", "_event", "_head", "_tail", "_before", "_opened", "status", "pings", "lost",
+        "bytes",
+    )  # fmt: skip
 
-    def __init__(self, request: bytes, opened: asyncio.Future[float]) -> None:
+    def __init__(self, request: bytes, event: bytes, opened: asyncio.Future[float]) -> None:
         self._request = request
+        self._event = event
         self._head: bytearray | None = bytearray()
         self._tail = b""
+        self._before = b""  # until the first event: as much as could hold its start
         self._opened = opened
         self.status: int | None = None
         self.pings: list[float] = []
@@ -68,9 +74,12 @@ class IdleStream(asyncio.Protocol):
                 self.status = -1
             if self.status != 200 and not self._opened.done():
                 self._opened.set_exception(RuntimeError(f"expected 200, got {head[:80]!r}"))
+        if not self._opened.done():
+            before = self._before + data
+            if self._event in before:
+                self._opened.set_result(at)
+            self._before = before[-(len(self._event) - 1) :]
         buf = self._tail + data
-        if not self._opened.done() and _DATA in buf:
-            self._opened.set_result(at)
         count = buf.count(_PING)
         if count:
             self.pings.extend([at] * count)
@@ -82,10 +91,11 @@ class IdleStream(asyncio.Protocol):
             self._opened.set_exception(ConnectionError(f"closed before the first event: {exc}"))
 
 
-def _request(host: str, port: int, params: dict[str, Any]) -> bytes:
-    body = json.dumps(body_for(params)).encode()
+def _request(host: str, port: int, wire: Wire, params: dict[str, Any]) -> bytes:
+    body = json.dumps(wire.body(params)).encode()
     head = (
-        f"POST /stream HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {wire.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nAccept: text/event-stream\r\n\r\n"
     )
     return head.encode() + body
@@ -118,7 +128,9 @@ async def idle(server: Server, contender: Contender, cfg: Config) -> Result:
         "kind": "response",
         "heartbeat": beat,
     }
-    request = _request("127.0.0.1", server.port, params)
+    wire = WIRES[contender.protocol]
+    request = _request("127.0.0.1", server.port, wire, params)
+    event = wire.marker or _DATA
     loop = asyncio.get_running_loop()
     harness = psutil.Process()
     rss_before = server.rss()
@@ -133,7 +145,7 @@ async def idle(server: Server, contender: Contender, cfg: Config) -> Result:
         async with gate:
             try:
                 transport, stream = await loop.create_connection(
-                    lambda: IdleStream(request, opened), "127.0.0.1", server.port
+                    lambda: IdleStream(request, event, opened), "127.0.0.1", server.port
                 )
                 transports.append(transport)
                 streams.append(stream)

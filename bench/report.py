@@ -187,6 +187,41 @@ def _idle(results: dict[str, Any], name: str) -> str:
     return text
 
 
+def _vs(results: dict[str, Any], name: str, other: str, *path: str) -> str:
+    """``name``'s figure at ``path`` as a multiple of ``other``'s."""
+    return _f(_ratio(_get(results, name, *path), _get(results, other, *path)))
+
+
+def _protocol_table(data: dict[str, Any], keys: list[str]) -> str | None:
+    """Other protocols' wires against the same router on the indox wire: the cost of a
+    JSON object per chunk (and the protocol's own start and finish chunks)."""
+    results: dict[str, Any] = data["results"]
+    last = keys[-1] if keys else None
+    rows = []
+    for name in results:
+        indox = BY_NAME[name].on_indox
+        if indox is None:
+            continue
+        rows.append([
+            f"{name} (vs {indox})",
+            _vs(results, name, indox, "throughput", "chunks_per_s"),
+            _vs(results, name, indox, last, "projected_s") if last else "–",
+            _vs(results, name, indox, last, "cpu_us_per_chunk") if last else "–",
+            _vs(results, name, indox, "memory", "kib_per_stream"),
+        ])  # fmt: skip
+    if not rows:
+        return None
+    streams = last.split("-")[1] if last else ""
+    head = [
+        "protocols: JSON per chunk against raw text",
+        "throughput vs indox wire",
+        f"{streams} streams wall vs indox wire",
+        f"{streams} streams server CPU µs per chunk vs indox wire",
+        "KiB per stream vs indox wire",
+    ]
+    return _md(head, rows)
+
+
 def _resume_table(data: dict[str, Any], keys: list[str]) -> str | None:
     """Resumable mode against the same router streaming directly: ratios, resume latency."""
     results: dict[str, Any] = data["results"]
@@ -203,17 +238,11 @@ def _resume_table(data: dict[str, Any], keys: list[str]) -> str | None:
             if "resume_ms_p50" in cell
             else _err(cell) or "-"
         )
-        wall = "-"
-        if last:
-            ours = _get(results, name, last, "projected_s")
-            wall = _f(_ratio(ours, _get(results, direct, last, "projected_s")))
         rows.append([
             f"{name} (vs {direct})",
-            _f(_ratio(_get(results, name, "throughput", "chunks_per_s"),
-                      _get(results, direct, "throughput", "chunks_per_s"))),
-            wall,
-            _f(_ratio(_get(results, name, "memory", "kib_per_stream"),
-                      _get(results, direct, "memory", "kib_per_stream"))),
+            _vs(results, name, direct, "throughput", "chunks_per_s"),
+            _vs(results, name, direct, last, "projected_s") if last else "-",
+            _vs(results, name, direct, "memory", "kib_per_stream"),
             resumed,
         ])  # fmt: skip
     if not rows:
@@ -326,6 +355,9 @@ def table(data: dict[str, Any]) -> str:
     resume_table = _resume_table(data, keys)
     if resume_table:
         lines += ["", resume_table]
+    protocol_table = _protocol_table(data, keys)
+    if protocol_table:
+        lines += ["", protocol_table]
     kit = [n for n in results if BY_NAME[n].role == "kit"]
     if kit:
         lines.append("")

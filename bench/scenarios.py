@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from bench.client import EventCounter, body_for, check, make_client, now, read_stream, reset, stats
+from bench.client import WIRES, EventCounter, check, make_client, now, read_stream, reset, stats
 from bench.contenders import Contender
 from bench.servers import Server
 
@@ -96,10 +96,11 @@ Result = dict[str, Any]
 
 async def warm_up(server: Server, contender: Contender) -> None:
     """Run one short stream (imports, first-request caches), then zero the counters."""
+    wire = WIRES[contender.protocol]
     async with make_client(server.url) as client:
-        counter = EventCounter()
+        counter = wire.counter()
         await asyncio.wait_for(
-            read_stream(client, {"mode": contender.mode, "chunks": 5}, counter), 30.0
+            read_stream(client, wire, {"mode": contender.mode, "chunks": 5}, counter), 30.0
         )
         if counter.events != 5:
             raise RuntimeError(f"warm-up: expected 5 events, got {counter.events}")
@@ -109,14 +110,16 @@ async def warm_up(server: Server, contender: Contender) -> None:
 async def throughput(server: Server, contender: Contender, cfg: Config) -> Result:
     """One stream of many chunks with no delay: chunks/s and MB/s (best of the reps)."""
     params = {"mode": contender.mode, "chunks": cfg.throughput_chunks, "size": 8}
+    wire = WIRES[contender.protocol]
     best: Result | None = None
     async with make_client(server.url) as client:
         for _ in range(cfg.throughput_reps):
-            counter = EventCounter()
+            counter = wire.counter()
             start = now()
             cut = False
             try:
-                await asyncio.wait_for(read_stream(client, params, counter), cfg.throughput_cut)
+                read = read_stream(client, wire, params, counter)
+                await asyncio.wait_for(read, cfg.throughput_cut)
             except asyncio.TimeoutError:
                 cut = True
             elapsed = now() - start
@@ -144,16 +147,17 @@ async def latency(server: Server, contender: Contender, cfg: Config) -> Result:
     first-event time means something buffered the stream.
     """
     params = {"mode": contender.mode, "chunks": cfg.latency_chunks, "delay": cfg.latency_delay}
+    wire = WIRES[contender.protocol]
     firsts: list[float] = []
     gaps: list[float] = []
     async with make_client(server.url) as client:
         for _ in range(cfg.latency_streams):
-            counter = EventCounter()
+            counter = wire.counter()
             arrivals: list[float] = []
             start = now()
 
             async def read(counter: EventCounter, arrivals: list[float]) -> None:
-                async with client.stream("POST", "/stream", json=body_for(params)) as response:
+                async with wire.stream(client, params) as response:
                     check(response)
                     async for piece in response.aiter_raw():
                         arrivals.extend([now()] * counter.feed(piece))
@@ -188,7 +192,8 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
         "delay": cfg.concurrency_delay,
     }
     expected = streams * cfg.concurrency_chunks
-    counters = [EventCounter() for _ in range(streams)]
+    wire = WIRES[contender.protocol]
+    counters = [wire.counter() for _ in range(streams)]
     finished: list[float] = []
     errors: list[str] = []
     harness = psutil.Process()
@@ -199,7 +204,7 @@ async def concurrency(server: Server, contender: Contender, cfg: Config, streams
 
         async def one(counter: EventCounter) -> None:
             try:
-                await read_stream(client, params, counter)
+                await read_stream(client, wire, params, counter)
                 finished.append(now())
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
@@ -281,13 +286,13 @@ async def _disconnect(server: Server, contender: Contender, cfg: Config, variant
     if contender.role == "kit" and contender.wsgi:
         heartbeat = params["heartbeat"] = cfg.disconnect_heartbeat
     left: dict[str, float] = {}
+    wire = WIRES[contender.protocol]
 
     async with make_client(server.url, connections=cfg.disconnect_reps) as client:
 
         async def one(sid: str) -> None:
-            counter = EventCounter()
-            body = body_for({**params, "sid": sid})
-            async with client.stream("POST", "/stream", json=body) as response:
+            counter = wire.counter()
+            async with wire.stream(client, {**params, "sid": sid}) as response:
                 check(response)
                 async for piece in response.aiter_raw():
                     if counter.feed(piece) and counter.events >= 3:
@@ -362,6 +367,7 @@ async def memory(server: Server, contender: Contender, cfg: Config) -> Result:
     """Server RSS per open stream, with many slow streams held open."""
     n = cfg.memory_streams
     params = {"mode": contender.mode, "chunks": 100_000, "delay": 1.0}
+    wire = WIRES[contender.protocol]
     before = await _sample_rss(server)
     opened = 0
     all_open = asyncio.Event()
@@ -370,8 +376,8 @@ async def memory(server: Server, contender: Contender, cfg: Config) -> Result:
 
         async def hold() -> None:
             nonlocal opened
-            counter = EventCounter()
-            async with client.stream("POST", "/stream", json=body_for(params)) as response:
+            counter = wire.counter()
+            async with wire.stream(client, params) as response:
                 check(response)
                 first = True
                 async for piece in response.aiter_raw():
@@ -425,7 +431,7 @@ async def slow_reader(server: Server, contender: Contender, cfg: Config) -> Resu
         async with (
             make_client(server.url, rcvbuf=cfg.slow_rcvbuf) as reader,
             make_client(server.url) as watcher,
-            reader.stream("POST", "/stream", json=body_for(params)) as response,
+            WIRES[contender.protocol].stream(reader, params) as response,
         ):
             check(response)
             await asyncio.sleep(cfg.slow_stall)
@@ -451,12 +457,13 @@ async def resume(server: Server, contender: Contender, cfg: Config) -> Result:
     resumed by ``GET`` with ``Last-Event-ID``.  The latency is from sending the GET to
     its first replayed event; the replay must be exactly the rest of the stream."""
     params = {"mode": contender.mode, "chunks": cfg.resume_chunks, "delay": cfg.resume_delay}
+    wire = WIRES[contender.protocol]
     latencies: list[float] = []
     exact = 0
     async with make_client(server.url) as client:
         for _ in range(cfg.resume_reps):
             seen, last_id, url = 0, b"", ""
-            async with client.stream("POST", "/stream", json=body_for(params)) as response:
+            async with wire.stream(client, params) as response:
                 check(response)
                 url = response.headers["indox-resume-url"]
                 buffer = b""
@@ -469,7 +476,7 @@ async def resume(server: Server, contender: Contender, cfg: Config) -> Result:
                             last_id = block[4 : block.index(b"\n")]
                     if seen >= cfg.resume_read:
                         break
-            counter = EventCounter()
+            counter = wire.counter()
             first: float | None = None
             start = now()
             headers = {"Last-Event-ID": last_id.decode()}

@@ -1,8 +1,9 @@
 """The kit on FastAPI as an app would mount it: ``create_router(client)``, with a
 callable client.  The router validates ``{"prompt", ...}`` and passes only the
 prompt on, so the harness sends the upstream parameters as the prompt, in query
-string form (``chunks=20&delay=0.05&mode=sync``).  The router's options are fixed when
-it is made, so its heartbeat comes from ``BENCH_HEARTBEAT``."""
+string form (``chunks=20&delay=0.05&mode=sync``); on another protocol's wire
+(``kit_protocols``) they are the last message's content.  The router's options are fixed
+when it is made, so its heartbeat comes from ``BENCH_HEARTBEAT``."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from bench.apps.common import STATS_ROUTES
 from bench.upstream import HEARTBEAT, Params, chunks_for
 from indox_integrations.clients import LLMRequest
 from indox_integrations.fastapi import create_router
+from indox_integrations.requests import ChatRequest
 
 
 def client(request: LLMRequest) -> Iterator[str] | AsyncIterator[str]:
-    prompt = getattr(request, "prompt", "")
+    prompt = request.messages[-1]["content"] if isinstance(request, ChatRequest) else request.prompt
     return chunks_for(Params.parse(dict(parse_qsl(prompt))))
 
 
