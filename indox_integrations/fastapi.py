@@ -241,6 +241,7 @@ def _protocol_router(
 ) -> APIRouter:
     """The routes of another protocol: the body goes to the protocol as it came."""
     router = APIRouter()
+    allowed: dict[str, list[str]] = {}
     for route in protocol.routes:
         router.add_api_route(
             route.path,
@@ -248,7 +249,34 @@ def _protocol_router(
             methods=[route.method],
             name=f"{protocol.name}_{route.name}",
         )
+        allowed.setdefault(route.path, []).append(route.method)
+    for path, methods in allowed.items():
+        # FastAPI's own 405 is {"detail": ...}: the protocol's clients expect its error
+        # shape, as the Flask and Django skins answer.
+        router.add_api_route(
+            path,
+            _method_not_allowed(protocol, methods),
+            methods=[m for m in _METHODS if m not in methods],
+            name=f"{protocol.name}_{path.strip('/').replace('/', '_')}_method_not_allowed",
+            include_in_schema=False,
+        )
     return router
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _method_not_allowed(
+    protocol: type[StreamProtocol], allowed: list[str]
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        expected = " or ".join(allowed)
+        error = RequestError("method", f"expected {expected}, got {request.method}", 405)
+        response = _reply(protocol.request_error(error))
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return endpoint
 
 
 def _protocol_endpoint(

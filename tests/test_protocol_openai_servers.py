@@ -327,6 +327,28 @@ def test_refused_requests_never_reach_the_client(server: str) -> None:
     assert remote_tracker(server)["calls"] == []
 
 
+def test_a_wrong_method_is_405_in_openais_error_shape(server: str) -> None:
+    for method, path, allowed in (
+        ("GET", "/v1/chat/completions", "POST"),
+        ("DELETE", "/v1/chat/completions", "POST"),
+        ("POST", "/v1/models", "GET"),
+    ):
+        response = httpx.request(
+            method, f"{server}{path}", headers={"Authorization": f"Bearer {KEY}"}
+        )
+        assert response.status_code == 405, (method, path)
+        assert response.json() == {
+            "error": {
+                "message": f"method: expected {allowed}, got {method}",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "method_not_allowed",
+            }
+        }
+        assert allowed in response.headers["allow"].split(", ")
+    assert remote_tracker(server)["calls"] == []
+
+
 # --- the openai SDK, async ----------------------------------------------------------
 
 
