@@ -17,8 +17,10 @@ import contextvars
 import functools
 import inspect
 import logging
+import math
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -84,6 +86,55 @@ async def close_async(*objects: Any) -> None:
             logger.warning("closing the upstream failed", exc_info=True)
 
 
+class _LoopBell:
+    """Wakes futures of one event loop from other threads, many with one loop wake-up.
+
+    ``call_soon_threadsafe`` per chunk per stream costs a self-pipe write and a
+    loop iteration each; a thousand sync feeds instead share one pending call
+    that resolves every future that became ready since the loop last ran it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[asyncio.Future[None]] = []
+
+    def ring(self, future: asyncio.Future[None]) -> None:
+        with self._lock:
+            self._ready.append(future)
+            if len(self._ready) > 1:
+                return  # a call is pending already
+        # A closed loop (server shut down) has nobody left to wake.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for future in ready:
+            _resolve(future)
+
+
+_loop_bells: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBell] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_bell(loop: asyncio.AbstractEventLoop) -> _LoopBell:
+    bell = _loop_bells.get(loop)
+    if bell is None:
+        bell = _loop_bells[loop] = _LoopBell(loop)
+    return bell
+
+
+def _rung_bell() -> threading.Lock:
+    """A held lock: a waiting thread blocks on ``acquire()`` until another ``release()``s it,
+    one C call on each side where a ``Condition`` takes a fresh lock and a list per wait."""
+    bell = threading.Lock()
+    bell.acquire()
+    return bell
+
+
 class _Batches:
     """The consumer side shared by both feeds: a buffer and a way to wait on it."""
 
@@ -91,22 +142,27 @@ class _Batches:
         self._items: deque[Any] = deque()
         self._buffered = 0
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
         self.done = False
         self.error: BaseException | None = None
         self._nudged = False
-        self._sleepers = 0  # threads waiting on _ready: nobody to notify otherwise
         self.suspended = False
         """Set when a wait suspended the consumer (so the loop ran others meanwhile)."""
+        # A thread consumer waits on its bell, an async one on a future; the
+        # producer wakes whichever is set, with the lock held.
+        self._bell: threading.Lock | None = None
+        self._consumer_bell: threading.Lock | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_bell: _LoopBell | None = None
+        # One timer per async consumer, moved only when a wait must end sooner.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
 
     def _take(self) -> list[Any]:
         items = list(self._items)
         self._items.clear()
         self._buffered = 0
-        if self._sleepers:
-            self._ready.notify_all()
         return items
 
     def _full(self) -> bool:
@@ -118,14 +174,13 @@ class _Batches:
             self._buffered += len(item)
 
     def _wake(self) -> None:
-        """Wake an async consumer; call with the lock held."""
-        if self._sleepers:
-            self._ready.notify_all()
+        """Wake the consumer, from any thread; call with the lock held."""
+        bell, self._bell = self._bell, None
+        if bell is not None:
+            bell.release()
         waiter, self._waiter = self._waiter, None
-        if waiter is not None and self._loop is not None:
-            # A closed loop (server shut down) has nobody left to wake.
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(_resolve, waiter)
+        if waiter is not None and self._loop_bell is not None:
+            self._loop_bell.ring(waiter)
 
     def nudge(self) -> None:
         """End the current wait early (with :class:`FeedTimeout`): deadlines changed."""
@@ -133,19 +188,24 @@ class _Batches:
             self._nudged = True
             self._wake()
 
-    def _sleep(self, predicate: Callable[[], object], timeout: float | None = None) -> None:
-        """Wait on ``_ready`` (with the lock held) until ``predicate`` holds."""
-        self._sleepers += 1
-        try:
-            self._ready.wait_for(predicate, timeout)
-        finally:
-            self._sleepers -= 1
-
     def get(self, timeout: float | None) -> list[Any]:
         """Wait (blocking) for the next batch; ``[]`` once the upstream is done."""
         with self._lock:
-            if not self._items and not self.done:
-                self._sleep(lambda: self._items or self.done or self._nudged, timeout)
+            if self._items or self.done:
+                return self._take()
+            if self._nudged:
+                self._nudged = False
+                raise FeedTimeout
+            if self._consumer_bell is None:
+                self._consumer_bell = _rung_bell()
+            bell = self._bell = self._consumer_bell
+        rung = bell.acquire(True, -1 if timeout is None else timeout)
+        with self._lock:
+            if not rung:
+                if self._bell is bell:
+                    self._bell = None
+                else:  # rung just after the timeout: hold it again for the next wait
+                    bell.acquire(False)
             self._nudged = False
             if not self._items and not self.done:
                 raise FeedTimeout
@@ -155,23 +215,37 @@ class _Batches:
         """Wait (async) for the next batch; ``[]`` once the upstream is done."""
         with self._lock:
             if self._items or self.done:
+                if self.done:
+                    self._disarm()
                 return self._take()
             if self._nudged:
                 self._nudged = False
                 raise FeedTimeout
-            self._loop = asyncio.get_running_loop()
-            waiter = self._waiter = self._loop.create_future()
-        # A timer resolves the same future: one handle per wait, and no
-        # wait_for(), which before Python 3.12 can swallow a cancellation that
-        # lands with the result (CPython gh-86296); Django's ASGI handler
-        # cancels only once when the client leaves.
-        timer = None if timeout is None else self._loop.call_later(timeout, _resolve, waiter)
+            if self._loop_bell is None:
+                self._loop = asyncio.get_running_loop()
+                self._loop_bell = _loop_bell(self._loop)
+            loop = self._loop
+            assert loop is not None
+            waiter = self._waiter = loop.create_future()
+        # The timer resolves the same future: no wait_for(), which before Python 3.12
+        # can swallow a cancellation that lands with the result (CPython gh-86296);
+        # Django's ASGI handler cancels only once when the client leaves.
+        if timeout is None:
+            self._disarm()
+            self._deadline = math.inf
+        else:
+            self._deadline = deadline = loop.time() + timeout
+            if self._timer is None or self._timer_at > deadline:
+                self._disarm()
+                self._timer_at = deadline
+                self._timer = loop.call_at(deadline, self._on_timer)
         try:
             self.suspended = True
             await waiter
+        except BaseException:
+            self._disarm()  # cancelled: nobody waits any more
+            raise
         finally:
-            if timer is not None:
-                timer.cancel()
             with self._lock:
                 if self._waiter is waiter:
                     self._waiter = None
@@ -179,7 +253,29 @@ class _Batches:
             self._nudged = False
             if not self._items and not self.done:
                 raise FeedTimeout
+            if self.done:
+                self._disarm()
             return self._take()
+
+    def _on_timer(self) -> None:
+        """The timer is due: end the wait if its deadline came, else wait on for it."""
+        self._timer = None
+        waiter, loop = self._waiter, self._loop
+        if waiter is None or loop is None or self.done:
+            return  # no wait now: the next one arms a timer for itself
+        if loop.time() >= self._deadline - 0.001:
+            with self._lock:
+                if self._waiter is waiter:
+                    self._waiter = None
+            _resolve(waiter)
+        else:
+            self._timer_at = self._deadline
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -301,6 +397,9 @@ class ThreadFeed(_Batches):
         self.closed = threading.Event()
         self._context = contextvars.copy_context()
         self._started = False
+        self._space_bell = _rung_bell()
+        self._space: threading.Lock | None = None
+        """The space bell while the thread waits for the consumer to take a batch."""
 
     def start(self) -> None:
         self._started = True
@@ -310,9 +409,14 @@ class ThreadFeed(_Batches):
         try:
             while True:
                 with self._lock:
-                    self._sleep(lambda: not self._full() or self._stopping)
                     if self._stopping:
                         return
+                    space = None
+                    if self._full():
+                        space = self._space = self._space_bell
+                if space is not None:
+                    space.acquire()  # until the consumer takes a batch, or stop()
+                    continue
                 try:
                     item = next(self._iterator)
                 except StopIteration:
@@ -331,6 +435,12 @@ class ThreadFeed(_Batches):
                 self.done = True
                 self._wake()
 
+    def _take(self) -> list[Any]:
+        space, self._space = self._space, None
+        if space is not None:
+            space.release()
+        return super()._take()
+
     def _close(self) -> None:
         with self._lock:
             if self._closed:
@@ -343,7 +453,9 @@ class ThreadFeed(_Batches):
         """Pull nothing more; the upstream is closed as soon as it can be."""
         with self._lock:
             self._stopping = True
-            self._ready.notify_all()
+            space, self._space = self._space, None
+            if space is not None:
+                space.release()
             if (
                 self._closed
                 or not self._started
@@ -426,6 +538,7 @@ class TaskFeed(_Batches):
         except RuntimeError:
             on_loop = False
         if on_loop:
+            self._disarm()
             task.cancel()
         else:
             # Django's ASGI handler calls close() via sync_to_async, off the loop's thread.

@@ -195,16 +195,16 @@ class _Pipeline:
         return data
 
     def wait_time(self) -> float | None:
-        now = time.monotonic()
-        waits = []
-        if self.heartbeat is not None:
-            waits.append(self.last_write + self.heartbeat - now)
+        """Seconds until the next heartbeat, idle timeout or shutdown is due (None: never)."""
+        due = None if self.heartbeat is None else self.last_write + self.heartbeat
         if self.idle_timeout is not None:
-            waits.append(self.last_activity + self.idle_timeout - now)
+            idle = self.last_activity + self.idle_timeout
+            due = idle if due is None or idle < due else due
         stopping = shutdown.started()
         if stopping is not None:
-            waits.append(stopping + self.shutdown_grace - now)
-        return max(0.0, min(waits)) if waits else None
+            grace = stopping + self.shutdown_grace
+            due = grace if due is None or grace < due else due
+        return None if due is None else max(0.0, due - time.monotonic())
 
     def shutdown_due(self) -> bytes | None:
         """The shutdown error, once the server stops and this stream's grace is over."""
