@@ -288,32 +288,51 @@ IDLE_SECONDS = 20.0
 IDLE_NAME = "indox-idle"
 
 
+class _Idle:
+    """A worker waiting for a job: its bell is released once a job is set."""
+
+    __slots__ = ("bell", "job")
+
+    def __init__(self) -> None:
+        self.bell = _rung_bell()
+        self.job: tuple[Callable[[], object], str] | None = None
+
+
 class _Workers:
     """Threads for sync upstreams, one per running upstream, reused; never a bounded pool.
 
     ``Thread.start()`` waits until the new thread runs, and a new thread must
     first win the GIL from every thread already busy: with a thousand open
     streams, one start can hold the event loop's thread for seconds, and with
-    it every stream. So the caller only queues the job: an idle worker takes
-    it, or a spawner thread starts a new one.
+    it every stream. So the caller only hands the job over: to the idle
+    worker that finished last (its bell rung, one C call), or to a new one
+    that a spawner thread starts.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._job_ready = threading.Condition(self._lock)
         self._spawn_wanted = threading.Condition(self._lock)
         self._jobs: deque[tuple[Callable[[], object], str]] = deque()
-        self._waiting = 0  # workers waiting for a job
-        self._spawning = 0  # workers asked for, not yet waiting
+        self._idle: list[_Idle] = []  # the last one to finish is at the end: its stack is warm
+        self._spawning = 0  # workers asked for, not yet running a job
         self._to_start = 0  # of those, the ones the spawner has yet to start
         self._spawner: threading.Thread | None = None
+
+    @property
+    def _waiting(self) -> int:
+        return len(self._idle)
 
     def run(self, job: Callable[[], object], name: str) -> None:
         """Run ``job`` in a thread of its own (named ``name``), never waiting for one to start."""
         spawner = None
         with self._lock:
+            if self._idle:
+                idle = self._idle.pop()
+                idle.job = (job, name)
+                idle.bell.release()
+                return
             self._jobs.append((job, name))
-            if len(self._jobs) > self._waiting + self._spawning:
+            if len(self._jobs) > self._spawning:
                 self._spawning += 1
                 self._to_start += 1
                 self._spawn_wanted.notify()
@@ -321,7 +340,6 @@ class _Workers:
                     spawner = self._spawner = threading.Thread(
                         target=self._spawn, name="indox-spawner", daemon=True
                     )
-            self._job_ready.notify()
         if spawner is not None:  # once per process
             spawner.start()
 
@@ -333,25 +351,36 @@ class _Workers:
             for _ in range(count):
                 threading.Thread(target=self._work, name=IDLE_NAME, daemon=True).start()
 
+    def _next(self, idle: _Idle, spawned: bool) -> tuple[Callable[[], object], str] | None:
+        """The next job: one queued, else the one handed over while idle; None: time to end."""
+        with self._lock:
+            if spawned:
+                self._spawning -= 1
+            if self._jobs:
+                return self._jobs.popleft()
+            self._idle.append(idle)
+        if idle.bell.acquire(True, IDLE_SECONDS):
+            job, idle.job = idle.job, None
+            return job
+        with self._lock:
+            if idle in self._idle:
+                self._idle.remove(idle)
+                return None
+        idle.bell.acquire()  # a job came just after the wait ended: it is set already
+        job, idle.job = idle.job, None
+        return job
+
     def _work(self) -> None:
         thread = threading.current_thread()
+        idle = _Idle()
         spawned = True
-        while True:
-            with self._lock:
-                if spawned:
-                    self._spawning -= 1
-                    spawned = False
-                self._waiting += 1
-                found = self._job_ready.wait_for(lambda: self._jobs, IDLE_SECONDS)
-                self._waiting -= 1
-                if not found:
-                    return
-                job, name = self._jobs.popleft()
-            thread.name = name
+        while (job := self._next(idle, spawned)) is not None:
+            spawned = False
+            run, thread.name = job
             try:
-                job()
+                run()
             except BaseException:  # a job handles its own errors; the worker must live on
-                logger.exception("%s failed", name)
+                logger.exception("%s failed", thread.name)
             thread.name = IDLE_NAME
 
 
