@@ -138,11 +138,34 @@ def _rung_bell() -> threading.Lock:
 class _Batches:
     """The consumer side shared by both feeds: a buffer and a way to wait on it."""
 
+    # Slots, a list and no events: a thousand open streams hold a thousand feeds.
+    __slots__ = (
+        "__weakref__",
+        "_buffered",
+        "_bell",
+        "_consumer_bell",
+        "_deadline",
+        "_items",
+        "_lock",
+        "_loop",
+        "_loop_bell",
+        "_nudged",
+        "_timer",
+        "_timer_at",
+        "_waiter",
+        "closed",
+        "done",
+        "error",
+        "suspended",
+    )
+
     def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+        self._items: list[Any] = []
         self._buffered = 0
         self._lock = threading.Lock()
         self.done = False
+        self.closed = False
+        """Set once the upstream is closed."""
         self.error: BaseException | None = None
         self._nudged = False
         self.suspended = False
@@ -160,8 +183,7 @@ class _Batches:
         self._deadline = 0.0
 
     def _take(self) -> list[Any]:
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
         self._buffered = 0
         return items
 
@@ -417,13 +439,23 @@ class ThreadFeed(_Batches):
     which also interrupts a read that is waiting on the network.
     """
 
+    __slots__ = (
+        "_closing",
+        "_context",
+        "_iterator",
+        "_source",
+        "_space",
+        "_space_bell",
+        "_started",
+        "_stopping",
+    )
+
     def __init__(self, source: Any) -> None:
         super().__init__()
         self._source = source
         self._iterator: Iterator[Any] = iter(source)
         self._stopping = False
-        self._closed = False
-        self.closed = threading.Event()
+        self._closing = False
         self._context = contextvars.copy_context()
         self._started = False
         self._space_bell = _rung_bell()
@@ -472,11 +504,11 @@ class ThreadFeed(_Batches):
 
     def _close(self) -> None:
         with self._lock:
-            if self._closed:
+            if self._closing:
                 return
-            self._closed = True
+            self._closing = True
         close_sync(self._iterator, self._source)
-        self.closed.set()
+        self.closed = True
 
     def stop(self) -> None:
         """Pull nothing more; the upstream is closed as soon as it can be."""
@@ -486,54 +518,57 @@ class ThreadFeed(_Batches):
             if space is not None:
                 space.release()
             if (
-                self._closed
+                self._closing
                 or not self._started
                 or self.done
                 or inspect.isgenerator(self._source)
                 or not callable(getattr(self._source, "close", None))
             ):
                 return
-            self._closed = True
+            self._closing = True
         try:
             self._source.close()
         except ValueError:
             # Its own code is running in our thread: that thread closes it next.
             with self._lock:
-                self._closed = False
+                self._closing = False
             return
         except Exception:
             logger.warning("closing the upstream failed", exc_info=True)
-        self.closed.set()
+        self.closed = True
 
 
 class TaskFeed(_Batches):
     """Iterate an async iterator in an asyncio task of its own."""
 
+    __slots__ = ("_iterator", "_source", "_space", "_task")
+
     def __init__(self, source: Any) -> None:
         super().__init__()
         self._source = source
         self._iterator: AsyncIterator[Any] = source.__aiter__()
-        self._space: asyncio.Event | None = None
+        self._space: asyncio.Future[None] | None = None
+        """Awaited by the task while the buffer is full; resolved when a batch is taken."""
         self._task: asyncio.Task[None] | None = None
-        self.closed = asyncio.Event()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._space = asyncio.Event()
         self._task = keep_running(self._loop.create_task(self._run()))
 
     def _take(self) -> list[Any]:
-        if self._space is not None:
-            self._space.set()
+        space, self._space = self._space, None
+        if space is not None:
+            _resolve(space)
         return super()._take()
 
     async def _run(self) -> None:
-        assert self._space is not None
+        loop = self._loop
+        assert loop is not None
         try:
             while True:
                 while self._full():
-                    self._space.clear()
-                    await self._space.wait()
+                    self._space = loop.create_future()
+                    await self._space
                 try:
                     item = await self._iterator.__anext__()
                 except StopAsyncIteration:
@@ -550,7 +585,7 @@ class TaskFeed(_Batches):
                     _resolve(waiter)
         finally:
             await close_async(self._iterator, self._source)
-            self.closed.set()
+            self.closed = True
             with self._lock:
                 self.done = True
                 waiter, self._waiter = self._waiter, None

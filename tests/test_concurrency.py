@@ -32,6 +32,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
     return True
 
 
+async def await_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
 class Counter:
     """An endless upstream that counts what was pulled and whether it was closed."""
 
@@ -79,7 +88,7 @@ def test_back_pressure_bounds_what_is_pulled_ahead() -> None:
     assert batch == list(range(1, len(batch) + 1)) and len(batch) >= MAX_BUFFERED
     assert wait_until(lambda: counter.pulled > len(batch))
     feed.stop()
-    assert feed.closed.wait(2.0) and counter.closed == 1
+    assert wait_until(lambda: feed.closed, 2.0) and counter.closed == 1
 
 
 def test_silence_raises_feed_timeout() -> None:
@@ -98,7 +107,7 @@ def test_silence_raises_feed_timeout() -> None:
 
     asyncio.run(main())
     feed.stop()
-    assert feed.closed.wait(2.0) and counter.closed == 1
+    assert wait_until(lambda: feed.closed, 2.0) and counter.closed == 1
 
 
 def test_upstream_error_is_kept_for_the_consumer() -> None:
@@ -112,7 +121,7 @@ def test_upstream_error_is_kept_for_the_consumer() -> None:
     assert feed.get(1.0) == ["a"]
     assert feed.get(1.0) == []
     assert isinstance(feed.error, ConnectionError)
-    assert feed.closed.is_set()
+    assert feed.closed
 
 
 def test_stop_closes_a_generator_once_its_current_next_returns() -> None:
@@ -121,8 +130,8 @@ def test_stop_closes_a_generator_once_its_current_next_returns() -> None:
     feed.start()
     assert wait_until(lambda: counter.pulled == 1)
     feed.stop()
-    assert not feed.closed.is_set()  # it is inside time.sleep: it cannot be closed yet
-    assert feed.closed.wait(2.0)
+    assert not feed.closed  # it is inside time.sleep: it cannot be closed yet
+    assert wait_until(lambda: feed.closed, 2.0)
     assert counter.closed == 1
     time.sleep(0.4)
     assert counter.pulled == 2  # the pull that was running, then nothing more
@@ -155,7 +164,7 @@ def test_stop_closes_a_response_at_once_which_interrupts_its_read() -> None:
     time.sleep(0.05)
     started = time.monotonic()
     feed.stop()
-    assert feed.closed.is_set() and response.close_calls == 1
+    assert feed.closed and response.close_calls == 1
     assert wait_until(lambda: feed.done, timeout=2.0)
     assert time.monotonic() - started < 1.0
     assert response.close_calls == 1
@@ -178,7 +187,7 @@ def test_stop_closes_a_stream_whose_iterator_is_a_generator_at_once() -> None:
     time.sleep(0.05)
     started = time.monotonic()
     feed.stop()
-    assert feed.closed.is_set() and response.close_calls == 1
+    assert feed.closed and response.close_calls == 1
     assert wait_until(lambda: feed.done, timeout=2.0)
     assert time.monotonic() - started < 1.0
 
@@ -208,7 +217,7 @@ def test_task_feed_batches_and_cancels() -> None:
         batch = await feed.aget(2.0)
         assert len(batch) > 1 and batch[0] == first[-1] + 1
         feed.stop()
-        await asyncio.wait_for(feed.closed.wait(), 2.0)
+        assert await await_until(lambda: feed.closed, 2.0)
         assert feed.done
 
     asyncio.run(main())
@@ -228,7 +237,7 @@ def test_task_feed_back_pressure_and_error() -> None:
         await asyncio.sleep(0.1)
         assert MAX_BUFFERED <= counter.pulled <= MAX_BUFFERED + 1
         feed.stop()
-        await asyncio.wait_for(feed.closed.wait(), 2.0)
+        assert await await_until(lambda: feed.closed, 2.0)
 
         broken = TaskFeed(failing())
         broken.start()
@@ -291,7 +300,7 @@ def test_stop_from_another_thread_wakes_an_idle_loop() -> None:
         feed.start()
         await asyncio.sleep(0.05)
         threading.Thread(target=feed.stop).start()
-        await asyncio.wait_for(feed.closed.wait(), 2.0)
+        assert await await_until(lambda: feed.closed, 2.0)
         log.append("closed")
 
     asyncio.run(main(), debug=True)
@@ -400,7 +409,7 @@ def test_a_finished_upstreams_thread_runs_the_next_upstream(
 
     first = ThreadFeed(upstream())
     first.start()
-    assert first.closed.wait(3)
+    assert wait_until(lambda: first.closed, 3)
     workers = concurrency._workers
     assert wait_until(lambda: workers._waiting > 0 and workers._spawning == 0)
     started: list[str] = []
@@ -410,7 +419,7 @@ def test_a_finished_upstreams_thread_runs_the_next_upstream(
     )
     second = ThreadFeed(upstream())
     second.start()
-    assert second.closed.wait(3)
+    assert wait_until(lambda: second.closed, 3)
     assert started == []  # an idle thread took it
     names = {t.ident: t.name for t in threading.enumerate()}
     assert names.get(ran_in[1]) in ("indox-upstream", "indox-idle")
@@ -436,5 +445,5 @@ def test_idle_threads_end_and_busy_ones_are_named_for_their_job(
     assert wait_until(lambda: len(names) == 5)
     assert names == ["indox-upstream"] * 5
     release.set()
-    assert all(feed.closed.wait(3) for feed in feeds)
+    assert wait_until(lambda: all(feed.closed for feed in feeds), 3)
     assert wait_until(lambda: not any(thread.is_alive() for thread in threads))
