@@ -328,7 +328,9 @@ class _Workers:
     streams, one start can hold the event loop's thread for seconds, and with
     it every stream. So the caller only hands the job over: to the idle
     worker that finished last (its bell rung, one C call), or to a new one
-    that a spawner thread starts.
+    that a spawner thread starts.  Each new worker first starts up to two
+    more of those still wanted, so a burst of a thousand streams waits for
+    about ten starts in a row, not a thousand.
     """
 
     def __init__(self) -> None:
@@ -369,9 +371,21 @@ class _Workers:
         while True:
             with self._lock:
                 self._spawn_wanted.wait_for(lambda: self._to_start > 0)
-                count, self._to_start = self._to_start, 0
-            for _ in range(count):
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        """Start up to two of the workers still wanted."""
+        with self._lock:
+            count = min(2, self._to_start)
+            self._to_start -= count
+        for started in range(count):
+            try:
                 threading.Thread(target=self._work, name=IDLE_NAME, daemon=True).start()
+            except RuntimeError:  # out of threads: the queued jobs wait for a busy worker
+                logger.exception("could not start a thread for a sync upstream")
+                with self._lock:
+                    self._spawning -= count - started
+                return
 
     def _next(self, idle: _Idle, spawned: bool) -> tuple[Callable[[], object], str] | None:
         """The next job: one queued, else the one handed over while idle; None: time to end."""
@@ -393,6 +407,7 @@ class _Workers:
         return job
 
     def _work(self) -> None:
+        self._start_workers()
         thread = threading.current_thread()
         idle = _Idle()
         spawned = True
