@@ -14,6 +14,7 @@ import pytest
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSEDecoder
 from upstreams import GUIDE_NORMALIZED, GUIDE_USAGE, Tracker, async_upstream, sync_upstream
+from waits import await_until, wait_until
 
 from indox_integrations import (
     AsyncDemoClient,
@@ -82,24 +83,6 @@ def texts(events: list[ServerSentEvent]) -> list[str]:
 
 def named(events: list[ServerSentEvent], name: str) -> list[Any]:
     return [json.loads(e.data) for e in events if e.event == name]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-async def await_until(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 class ResponseLike:
