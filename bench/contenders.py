@@ -134,6 +134,12 @@ CONTENDERS = [
         "plain Django StreamingHttpResponse over a sync generator, ASGI", heartbeats=False,
     ),
     Contender(
+        "django-asgi-floor", "peer", "django", "bench.apps.naive_django:app", "uvicorn",
+        "async", "Django's own floor: an async view's StreamingHttpResponse over pre-encoded "
+        "bytes from an async generator, ASGI", default=False, heartbeats=False,
+        env=(("BENCH_DJANGO", "floor"),),
+    ),
+    Contender(
         "starlette-threadpool", "peer", "starlette", "bench.apps.floor:threadpool_app", "uvicorn",
         "sync", "Starlette StreamingResponse over a sync generator (anyio thread pool)",
         default=False, heartbeats=False,

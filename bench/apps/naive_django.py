@@ -1,11 +1,16 @@
 """Plain Django, as the guide's pattern is usually ported: ``StreamingHttpResponse``
 over a sync generator, served under ASGI by uvicorn.  Django consumes a sync
 iterator into a list before sending anything (``sync_to_async(list)``), in its
-one thread-sensitive executor thread."""
+one thread-sensitive executor thread.
+
+With ``BENCH_DJANGO=floor`` the view is instead Django's own floor under ASGI: an
+``async def`` view whose ``StreamingHttpResponse`` iterates the floor's async
+generator of pre-encoded bytes, the least any Django streaming view can do per chunk."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import django
@@ -26,7 +31,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from bench.upstream import TRACKER, Params, sync_chunks  # noqa: E402
+from bench.upstream import TRACKER, Params, encoded_chunks, sync_chunks  # noqa: E402
 
 
 def stream_response(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
@@ -46,6 +51,13 @@ def stream_response(request: HttpRequest) -> HttpResponse | StreamingHttpRespons
     return StreamingHttpResponse(generate(), content_type="text/event-stream")
 
 
+async def floor_response(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only"}, status=405)
+    params = Params.parse(request.GET.dict(), json.loads(request.body or b"{}"))
+    return StreamingHttpResponse(encoded_chunks(params), content_type="text/event-stream")
+
+
 def stats(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         TRACKER.reset()
@@ -53,5 +65,10 @@ def stats(request: HttpRequest) -> HttpResponse:
     return JsonResponse(TRACKER.snapshot())
 
 
-urlpatterns = [path("stream", stream_response), path("stats", stats), path("reset", stats)]
+FLOOR = os.environ.get("BENCH_DJANGO") == "floor"
+urlpatterns = [
+    path("stream", floor_response if FLOOR else stream_response),
+    path("stats", stats),
+    path("reset", stats),
+]
 app = get_asgi_application()
