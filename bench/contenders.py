@@ -64,8 +64,8 @@ CONTENDERS = [
     ),
     Contender(
         "kit-fastapi-async", "kit", "fastapi", "bench.apps.kit_fastapi:app", "uvicorn", "async",
-        "indox_integrations.fastapi.create_router(client), async upstream",
-        needs="indox_integrations.fastapi",
+        "indox_integrations.fastapi.create_router(client), async client and upstream",
+        needs="indox_integrations.fastapi", env=(("BENCH_CLIENT", "async"),),
     ),
     Contender(
         "kit-starlette-sync", "kit", "starlette", "bench.apps.kit_starlette:app", "uvicorn",
@@ -100,25 +100,29 @@ CONTENDERS = [
     Contender(
         "kit-resumable-memory", "kit", "fastapi", "bench.apps.kit_resumable:app", "uvicorn",
         "async", "create_router(client, resumable=True): MemoryStore, async upstream",
-        needs="indox_integrations.fastapi", default=False, env=(("BENCH_STORE", "memory"),),
+        needs="indox_integrations.fastapi", default=False,
+        env=(("BENCH_STORE", "memory"), ("BENCH_CLIENT", "async")),
         direct="kit-fastapi-async",
     ),
     Contender(
         "kit-resumable-redis", "kit", "fastapi", "bench.apps.kit_resumable:app", "uvicorn",
         "async", "create_router(client, resumable=True): RedisStore (a local redis-server)",
-        needs="indox_integrations.fastapi", default=False, env=(("BENCH_STORE", "redis"),),
+        needs="indox_integrations.fastapi", default=False,
+        env=(("BENCH_STORE", "redis"), ("BENCH_CLIENT", "async")),
         direct="kit-fastapi-async",
     ),
     Contender(
         "kit-openai-async", "kit", "fastapi", "bench.apps.kit_protocols:app", "uvicorn",
         "async", 'create_router(client, protocol="openai") under /v1, async upstream',
-        needs="indox_integrations.fastapi", env=(("BENCH_PROTOCOL", "openai"),),
+        needs="indox_integrations.fastapi",
+        env=(("BENCH_PROTOCOL", "openai"), ("BENCH_CLIENT", "async")),
         protocol="openai", on_indox="kit-fastapi-async",
     ),
     Contender(
         "kit-ai-sdk-async", "kit", "fastapi", "bench.apps.kit_protocols:app", "uvicorn",
         "async", 'create_router(client, protocol="ai-sdk") under /api, async upstream',
-        needs="indox_integrations.fastapi", env=(("BENCH_PROTOCOL", "ai-sdk"),),
+        needs="indox_integrations.fastapi",
+        env=(("BENCH_PROTOCOL", "ai-sdk"), ("BENCH_CLIENT", "async")),
         protocol="ai-sdk", on_indox="kit-fastapi-async",
     ),
     Contender(
