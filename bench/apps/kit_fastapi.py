@@ -25,17 +25,13 @@ from indox_integrations.fastapi import create_router
 from indox_integrations.requests import ChatRequest
 
 
-def _chunks(request: LLMRequest) -> Iterator[str] | AsyncIterator[str]:
+def sync_client(request: LLMRequest) -> Iterator[str] | AsyncIterator[str]:
     prompt = request.messages[-1]["content"] if isinstance(request, ChatRequest) else request.prompt
     return chunks_for(Params.parse(dict(parse_qsl(prompt))))
 
 
-def sync_client(request: LLMRequest) -> Iterator[str] | AsyncIterator[str]:
-    return _chunks(request)
-
-
 async def async_client(request: LLMRequest) -> Iterator[str] | AsyncIterator[str]:
-    return _chunks(request)
+    return sync_client(request)
 
 
 client = async_client if os.environ.get("BENCH_CLIENT") == "async" else sync_client

@@ -34,11 +34,14 @@ from django.urls import path  # noqa: E402
 from bench.upstream import TRACKER, Params, encoded_chunks, sync_chunks  # noqa: E402
 
 
+def _params(request: HttpRequest) -> Params:
+    return Params.parse(request.GET.dict(), json.loads(request.body or b"{}"))
+
+
 def stream_response(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if request.method != "POST":
         return JsonResponse({"error": "POST only"}, status=405)
-    data = json.loads(request.body or b"{}")
-    params = Params.parse(request.GET.dict(), data)
+    params = _params(request)
 
     def generate() -> Iterator[str]:
         generator = sync_chunks(params)
@@ -54,8 +57,7 @@ def stream_response(request: HttpRequest) -> HttpResponse | StreamingHttpRespons
 async def floor_response(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if request.method != "POST":
         return JsonResponse({"error": "POST only"}, status=405)
-    params = Params.parse(request.GET.dict(), json.loads(request.body or b"{}"))
-    return StreamingHttpResponse(encoded_chunks(params), content_type="text/event-stream")
+    return StreamingHttpResponse(encoded_chunks(_params(request)), content_type="text/event-stream")
 
 
 def stats(request: HttpRequest) -> HttpResponse:
