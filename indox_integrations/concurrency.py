@@ -457,6 +457,7 @@ class ThreadFeed(_Batches):
     __slots__ = (
         "_closing",
         "_context",
+        "_exiting",
         "_iterator",
         "_source",
         "_space",
@@ -471,6 +472,8 @@ class ThreadFeed(_Batches):
         self._iterator: Iterator[Any] = iter(source)
         self._stopping = False
         self._closing = False
+        self._exiting = False
+        """The thread has reached its own close: a failed close in stop() must retry."""
         self._context = contextvars.copy_context()
         self._started = False
         self._space_bell = _rung_bell()
@@ -519,6 +522,7 @@ class ThreadFeed(_Batches):
 
     def _close(self) -> None:
         with self._lock:
+            self._exiting = True
             if self._closing:
                 return
             self._closing = True
@@ -544,9 +548,13 @@ class ThreadFeed(_Batches):
         try:
             self._source.close()
         except ValueError:
-            # Its own code is running in our thread: that thread closes it next.
+            # Its own code is running in our thread: that thread closes it next,
+            # unless it got there while this close was failing.
             with self._lock:
                 self._closing = False
+                exiting = self._exiting
+            if exiting:
+                self._close()
             return
         except Exception:
             logger.warning("closing the upstream failed", exc_info=True)

@@ -175,6 +175,39 @@ def test_stop_closes_a_stream_whose_iterator_is_a_generator_at_once() -> None:
     assert time.monotonic() - started < 1.0
 
 
+class RacingStream:
+    """A stream whose first ``close()`` fails, as a running generator's does, while its
+    read returns and the feed's thread reaches its own close meanwhile."""
+
+    def __init__(self) -> None:
+        self.feed: ThreadFeed | None = None
+        self.read = threading.Event()
+        self.closes = 0
+
+    def __iter__(self) -> RacingStream:
+        return self
+
+    def __next__(self) -> str:
+        self.read.wait(10)
+        return "late"
+
+    def close(self) -> None:
+        if self.feed is not None and not self.feed.done:
+            self.read.set()
+            assert wait_until(lambda: self.feed is not None and self.feed.done)
+            raise ValueError("generator already executing")
+        self.closes += 1
+
+
+def test_a_close_that_fails_while_the_thread_finishes_is_retried() -> None:
+    stream = RacingStream()
+    feed = stream.feed = ThreadFeed(stream)
+    feed.start()
+    time.sleep(0.05)
+    feed.stop()
+    assert feed.closed and stream.closes == 1
+
+
 def test_the_feed_thread_sees_the_callers_context() -> None:
     request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
     request_id.set("req-7")
