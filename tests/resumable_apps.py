@@ -2,8 +2,9 @@
 
 Each serves the kit's routes under ``/llm`` (indox) and the AI SDK's under ``/api``,
 resumable on ``RedisStore(RESUME_REDIS_URL)`` (this process's ``MemoryStore`` without
-it), owned by the ``X-User`` header, on the demo client (``RESUME_DELAY`` seconds a
-chunk), counting its calls: ``GET /_calls`` says how many, and which process answers.
+it, with a lease of ``RESUME_LEASE`` seconds), owned by the ``X-User`` header, on the
+demo client (``RESUME_DELAY`` seconds a chunk), counting its calls: ``GET /_calls``
+says how many, and which process answers.
 
     uvicorn --factory resumable_apps:fastapi_app
     gunicorn "resumable_apps:flask_app()"
@@ -25,6 +26,7 @@ from indox_integrations.stores import MemoryStore, RedisStore
 
 DELAY = float(os.environ.get("RESUME_DELAY", "0.02"))
 DETACH = float(os.environ.get("RESUME_DETACH", "30"))
+LEASE = float(os.environ.get("RESUME_LEASE", "8"))
 HEARTBEAT = 0.5
 
 
@@ -57,7 +59,7 @@ CLIENT = CountingClient()
 @functools.cache
 def store() -> Any:
     url = os.environ.get("RESUME_REDIS_URL")
-    return RedisStore(url) if url else MemoryStore()
+    return RedisStore(url, lease=LEASE) if url else MemoryStore()
 
 
 def owner(request: Any) -> str | None:

@@ -18,7 +18,7 @@ from indox_integrations.demo import STORY
 
 pytestmark = pytest.mark.browser
 
-DELAY = 0.05  # per demo chunk: the story takes about 9 s
+DELAY = 0.03  # per demo chunk: the story takes about 5 s
 
 
 @pytest.fixture(scope="module")

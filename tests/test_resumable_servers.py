@@ -31,8 +31,9 @@ from servers import free_port, gunicorn_argv, process_server, uvicorn_argv
 from indox_integrations.demo import STORY
 
 FRAMEWORKS = ["fastapi", "flask", "django-asgi", "django-wsgi"]
-DELAY = 0.035  # per demo chunk: the story takes about 6 s
-DETACH = 3.0
+DELAY = 0.02  # per demo chunk: the story takes about 3.5 s
+DETACH = 2.0
+LEASE = 5.0  # readers of a killed producer end within LEASE + the store's poll
 CSRF = "c" * 32  # Django's CSRF cookie and header: CsrfViewMiddleware is on
 USER = {"X-User": "ada"}
 STORY_BODY = {"prompt": "Tell me a story", "model": "demo/story"}
@@ -111,6 +112,7 @@ def running(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterat
         "RESUME_REDIS_URL": redis_server.url,
         "RESUME_DELAY": str(DELAY),
         "RESUME_DETACH": str(DETACH),
+        "RESUME_LEASE": str(LEASE),
         "DJANGO_SETTINGS_MODULE": "resumable_apps",
     }
     cluster = Cluster(request.param, redis_server, App(request.param, env), App(request.param, env))
@@ -363,8 +365,8 @@ def test_a_stream_nobody_reads_is_cancelled_after_the_detach_timeout(cluster: Cl
     ):
         url = source.response.headers["indox-resume-url"]
         first = take(sse(source), 3)
-    # The story takes about 6 s; nobody reads it for more than DETACH.
-    time.sleep(DETACH + 1.5)
+    # The story takes about 3.5 s; nobody reads it for more than DETACH.
+    time.sleep(DETACH + 1.0)
     rest = resume(cluster.b, url, first[-1].id)
     error = error_of(rest)
     assert error["type"] == "cancelled" and "nobody read" in error["message"]
