@@ -2,6 +2,8 @@
 
     app.register_blueprint(create_blueprint(client), url_prefix="/llm")
 
+``resume_blueprint`` serves the resume URLs of ``sse_response(..., resumable=True)``.
+
 Each open stream holds one server thread, plus the thread that reads the
 upstream: serve with a threaded server (``gunicorn --worker-class gthread
 --threads 64``), never gunicorn's default sync workers.
@@ -39,10 +41,21 @@ from .clients import LLMRequest, call_client, client_error
 from .overload import Overload, Refusal, Slot, request_function
 from .protocols import Reply, Route, Stream, StreamProtocol, named_protocol, serve
 from .requests import Limits, RequestError, parse_chat, parse_completion, read_json_body
-from .resumable import Resumable, ResumableOptions, Served, begin, chat_id_of, configure, resume_url
+from .resumable import (
+    DETACH_TIMEOUT,
+    Owner,
+    Resumable,
+    ResumableOptions,
+    Served,
+    begin,
+    chat_id_of,
+    configure,
+    resume_url,
+)
 from .resumable import cancel as cancel_stream
 from .resumable import resume as resume_stream
 from .resumable import resume_chat as resume_chat_stream
+from .stores import Store
 from .stream import StreamOptions, check_options, sse_stream
 from .wsgi import abort, client_gone, discard_body
 
@@ -52,7 +65,7 @@ if TYPE_CHECKING:
     else:
         from typing_extensions import Unpack
 
-__all__ = ["create_blueprint", "sse_response"]
+__all__ = ["create_blueprint", "resume_blueprint", "sse_response"]
 
 logger = logging.getLogger("indox_integrations")
 
@@ -78,8 +91,9 @@ def sse_response(
 
     With ``resumable=True`` (and ``store``, ``detach_timeout``, ``owner``: see
     :func:`indox_integrations.resumable.configure`) the generation runs in a thread
-    of its own, apart from this response, its first reader; a blueprint made with
-    ``resumable=True`` serves the resume URL it names (``{prefix}/streams/{id}``).
+    of its own, apart from this response, its first reader; :func:`resume_blueprint`
+    (or a blueprint made with ``resumable=True``) serves the resume URL it names
+    (``{prefix}/streams/{id}``).
     """
     if not has_request_context():
         raise RuntimeError("sse_response() needs a request context: call it inside a Flask view")
@@ -174,10 +188,55 @@ def create_blueprint(
     if resume is not None:
         views += _resume_views(blueprint, resume, served.name, options)
 
+    blueprint.before_app_request(_method_not_allowed(views, served))
+    return blueprint
+
+
+def resume_blueprint(
+    resumable: Resumable | None = None,
+    name: str = "indox_resume",
+    *,
+    protocol: str = "indox",
+    store: Store | None = None,
+    detach_timeout: float = DETACH_TIMEOUT,
+    owner: Owner | str | None = None,
+    heartbeat: float | None = 15.0,
+) -> Blueprint:
+    """A blueprint that resumes (``GET``) and cancels (``DELETE``) ``/streams/<stream_id>``.
+
+    It serves the streams of ``sse_response(..., resumable=True)`` in your own views:
+    register it where those views are, since the resume URL a stream names is its
+    view's path with the last segment replaced by ``streams/<stream_id>``.  Pass the
+    same ``store`` and ``owner`` as to ``sse_response`` (``resumable=True`` is implied),
+    or a ``Resumable``; ``protocol="ai-sdk"`` adds ``GET /chat/<chat_id>/stream``.
+
+        @app.post("/llm/ask")
+        def ask():
+            return sse_response(chunks, resumable=True, store=store)
+
+        app.register_blueprint(resume_blueprint(store=store), url_prefix="/llm")
+    """
+    if resumable is None:
+        given = {"store": store, "detach_timeout": detach_timeout, "owner": owner}
+        resumable = configure({**given, "resumable": True})
+        assert resumable is not None
+    served = named_protocol(protocol)
+    blueprint = Blueprint(name, __name__)
+    views = _resume_views(blueprint, resumable, served.name, {"heartbeat": heartbeat})
+    blueprint.before_app_request(_method_not_allowed(views, served))
+    return blueprint
+
+
+def _method_not_allowed(
+    views: tuple[Callable[..., Any], ...], served: type[StreamProtocol]
+) -> Callable[[], tuple[Response, int] | None]:
+    """An app-wide hook answering a 405 on one of ``views`` with the protocol's JSON error.
+
+    Routing fails before a blueprint is known, so a blueprint's own error handlers
+    never see a 405; the hook leaves the app's other routes alone.
+    """
+
     def method_not_allowed() -> tuple[Response, int] | None:
-        # Routing fails before a blueprint is known, so the blueprint's own
-        # error handlers never see a 405: an app-wide hook answers it, for
-        # our routes only, and leaves the app's other routes alone.
         exc = request.routing_exception
         if not isinstance(exc, MethodNotAllowed):
             return None
@@ -197,8 +256,7 @@ def create_blueprint(
         response.headers["Allow"] = ", ".join(allowed)
         return response, status
 
-    blueprint.before_app_request(method_not_allowed)
-    return blueprint
+    return method_not_allowed
 
 
 class _Route:

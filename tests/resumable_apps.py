@@ -1,10 +1,12 @@
 """Resumable apps for the multi-process tests: FastAPI, Flask and Django on one store.
 
 Each serves the kit's routes under ``/llm`` (indox) and the AI SDK's under ``/api``,
-resumable on ``RedisStore(RESUME_REDIS_URL)`` (this process's ``MemoryStore`` without
-it, with a lease of ``RESUME_LEASE`` seconds), owned by the ``X-User`` header, on the
-demo client (``RESUME_DELAY`` seconds a chunk), counting its calls: ``GET /_calls``
-says how many, and which process answers.
+and a view of its own, ``POST /own/ask`` (``sse_response(..., resumable=True)``), with
+the standalone resume routes under ``/own``: all resumable on
+``RedisStore(RESUME_REDIS_URL)`` (this process's ``MemoryStore`` without it, with a
+lease of ``RESUME_LEASE`` seconds), owned by the ``X-User`` header, on the demo client
+(``RESUME_DELAY`` seconds a chunk), counting its calls: ``GET /_calls`` says how many,
+and which process answers.
 
     uvicorn --factory resumable_apps:fastapi_app
     gunicorn "resumable_apps:flask_app()"
@@ -85,28 +87,49 @@ def options() -> dict[str, Any]:
     }
 
 
+def ask(body: dict[str, Any]) -> Any:
+    """What a user's own view streams: the demo client's chunks for ``body["prompt"]``."""
+    return CLIENT.completion(body["prompt"], stream=True, return_generator=True)
+
+
 def fastapi_app() -> Any:
-    from fastapi import FastAPI
+    from fastapi import Body, FastAPI
+    from starlette.routing import Router
 
     from indox_integrations.fastapi import create_router
+    from indox_integrations.starlette import resume_routes, sse_response
 
     app = FastAPI()
     app.include_router(create_router(CLIENT, **options()), prefix="/llm")
     app.include_router(create_router(CLIENT, protocol="ai-sdk", **options()), prefix="/api")
     app.add_api_route("/_calls", calls, methods=["GET"])
+
+    @app.post("/own/ask")
+    def own_ask(body: dict[str, Any] = Body()) -> Any:  # noqa: B008 - FastAPI's idiom
+        return sse_response(ask(body), **options())
+
+    resume = {"store": store(), "detach_timeout": DETACH, "owner": owner, "heartbeat": HEARTBEAT}
+    app.mount("/own", Router(resume_routes(**resume)))
     return app
 
 
 def flask_app() -> Any:
-    from flask import Flask, jsonify
+    from flask import Flask, jsonify, request
 
-    from indox_integrations.flask import create_blueprint
+    from indox_integrations.flask import create_blueprint, resume_blueprint, sse_response
 
     app = Flask(__name__)
     app.register_blueprint(create_blueprint(CLIENT, **options()), url_prefix="/llm")
     ai_sdk = create_blueprint(CLIENT, "ai_sdk", protocol="ai-sdk", **options())
     app.register_blueprint(ai_sdk, url_prefix="/api")
     app.add_url_rule("/_calls", "calls", lambda: jsonify(calls()))
+
+    @app.post("/own/ask")
+    def own_ask() -> Any:
+        return sse_response(ask(request.get_json()), **options())
+
+    resume = {"store": store(), "detach_timeout": DETACH, "owner": owner, "heartbeat": HEARTBEAT}
+    app.register_blueprint(resume_blueprint(**resume), url_prefix="/own")
     return app
 
 
@@ -147,17 +170,30 @@ INDOX_INTEGRATIONS = {
 }
 
 
+def django_ask(request: Any) -> Any:
+    """A plain (sync) Django view of a user's own, under WSGI and ASGI alike."""
+    import json
+
+    from indox_integrations.django import sse_response
+
+    return sse_response(ask(json.loads(request.body)), request, **options())
+
+
 def __getattr__(name: str) -> Any:
     # The URLconf needs Django's settings, which other frameworks' processes never load.
     if name == "urlpatterns":
         from django.http import JsonResponse
         from django.urls import include, path
+        from django.views.decorators.http import require_POST
 
+        from indox_integrations.django.resume import ResumeView
         from indox_integrations.django.urls import patterns
 
         return [
             path("llm/", include((patterns("indox"), "llm"))),
             path("api/", include((patterns("ai-sdk"), "api"))),
+            path("own/ask", require_POST(django_ask)),
+            path("own/streams/<str:stream_id>", ResumeView.as_view()),
             path("_calls", lambda request: JsonResponse(calls())),
         ]
     raise AttributeError(name)

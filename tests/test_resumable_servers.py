@@ -532,3 +532,42 @@ def test_the_ai_sdk_reconnects_to_the_running_chat_stream(cluster: Cluster, pack
     assert resumed["chunks"][0]["type"] == "start" and resumed["chunks"][-1]["type"] == "finish"
     # No stream runs for the chat any more: the transport gets none.
     assert node("ai-sdk-resume.mjs", package, json.dumps(request))["stream"] is False
+
+
+def test_a_view_of_ones_own_resumes_and_cancels_on_the_standalone_routes(cluster: Cluster) -> None:
+    with (
+        cluster.a.client() as client,
+        connect_sse(client, "POST", "/own/ask", json=STORY_BODY) as source,
+    ):
+        headers = source.response.headers
+        first = take(sse(source), 30)
+    url = headers["indox-resume-url"]
+    assert url == f"/own/streams/{headers['indox-stream-id']}"
+
+    rest = resume(cluster.b, url, first[-1].id)
+
+    assert text_of(first) + text_of(rest) == STORY
+    assert_each_once(first + rest)
+    assert [e.event for e in rest[-3:]] == ["finish", "usage", "done"]
+    with cluster.b.client() as client:
+        # Someone else's stream, or none, is not found; a method the route lacks is named.
+        assert client.get(url, headers={"X-User": "bob"}).status_code == 404
+        missing = client.get("/own/streams/never-was")
+        assert missing.status_code == 404 and missing.json()["error"]["type"]
+        wrong = client.put(url)
+        assert wrong.status_code == 405
+        assert wrong.headers["content-type"].startswith("application/json")
+        assert cluster.framework == "fastapi" or wrong.json()["error"]["field"] == "method"
+
+    with (
+        cluster.a.client() as client,
+        connect_sse(client, "POST", "/own/ask", json=STORY_BODY) as source,
+    ):
+        url = source.response.headers["indox-resume-url"]
+        events = sse(source)
+        first = take(events, 5)
+        with cluster.b.client() as other:
+            assert other.delete(url).status_code == 204
+        rest = list(events)
+    assert error_of(rest)["type"] == "cancelled"
+    assert len(text_of(first + rest)) < len(STORY)

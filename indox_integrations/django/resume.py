@@ -6,10 +6,11 @@ Under ASGI the generation is a task of the server's loop, under WSGI a thread.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.http import (
     HttpRequest,
@@ -73,9 +74,19 @@ def _launched(
         source, options["protocol"] = source.source, source.encoder
     url = resume_url(request.path, route, launch.stream_id)
     if serves_async(request):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # A sync view under ASGI runs in a thread: the generation is a task of
+            # the server's loop all the same, which the reply's reader follows.
+            return async_to_sync(_start_task)(launch, source, options, url)
         return launch.start_task(source, _on_loop(options), url)
     gone = client_gone(getattr(request, "environ", {}))
     return launch.start(source, options, url, client_gone=gone)
+
+
+async def _start_task(launch: Launch, source: Any, options: dict[str, Any], url: str) -> Served:
+    return launch.start_task(source, _on_loop(options), url)
 
 
 async def _owner(resumable: Resumable, request: HttpRequest) -> str | None:
