@@ -565,7 +565,10 @@ def test_a_wrong_key_is_a_502_naming_the_problem(server: FakeAnthropic) -> None:
         call_client(AnthropicChat(bad), chat(HELLO))
     status, body = client_error(info.value)
     assert status == 502
-    assert body["error"]["message"].startswith("AuthenticationError: Error code: 401")
+    # The SDK's own words, whichever version: "Error code: 401 - ..." or "401 invalid x-api-key".
+    message = body["error"]["message"]
+    assert message.startswith("AuthenticationError: ") and "401" in message, message
+    assert "invalid x-api-key" in message, message
     assert "sk-ant-wrong" not in json.dumps(body)
 
 
