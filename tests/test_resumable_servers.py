@@ -196,6 +196,24 @@ def error_of(events: list[ServerSentEvent]) -> dict[str, Any]:
     return errors[0]  # type: ignore[no-any-return]
 
 
+def cancelled_midway(cluster: Cluster, path: str) -> tuple[str, list[ServerSentEvent]]:
+    """A stream started on A (``POST path``), cancelled from B after 5 chunks: its reader
+    on A ends with ``cancelled`` before the story does.  The resume URL, the 5 events."""
+    with (
+        cluster.a.client() as client,
+        connect_sse(client, "POST", path, json=STORY_BODY) as source,
+    ):
+        url = source.response.headers["indox-resume-url"]
+        events = sse(source)
+        first = take(events, 5)
+        with cluster.b.client() as other:
+            assert other.delete(url).status_code == 204
+        rest = list(events)
+    assert error_of(rest)["type"] == "cancelled"
+    assert len(text_of(first + rest)) < len(STORY)
+    return url, first
+
+
 def test_half_a_stream_from_one_process_and_the_rest_from_the_other(cluster: Cluster) -> None:
     with (
         cluster.a.client() as client,
@@ -247,19 +265,7 @@ def test_the_ai_sdk_stream_resumes_on_the_other_process(cluster: Cluster) -> Non
 
 
 def test_cancel_on_one_process_stops_the_generation_on_the_other(cluster: Cluster) -> None:
-    with (
-        cluster.a.client() as client,
-        connect_sse(client, "POST", cluster.stream_path, json=STORY_BODY) as source,
-    ):
-        url = source.response.headers["indox-resume-url"]
-        events = sse(source)
-        first = take(events, 5)
-        with cluster.b.client() as other:
-            assert other.delete(url).status_code == 204
-        rest = list(events)
-
-    assert error_of(rest)["type"] == "cancelled"
-    assert len(text_of(first + rest)) < len(STORY)
+    url, first = cancelled_midway(cluster, cluster.stream_path)
     # Anyone who resumes now gets the same end.
     assert error_of(resume(cluster.b, url, first[-1].id))["type"] == "cancelled"
 
@@ -558,16 +564,4 @@ def test_a_view_of_ones_own_resumes_and_cancels_on_the_standalone_routes(cluster
         assert wrong.status_code == 405
         assert wrong.headers["content-type"].startswith("application/json")
         assert cluster.framework == "fastapi" or wrong.json()["error"]["field"] == "method"
-
-    with (
-        cluster.a.client() as client,
-        connect_sse(client, "POST", "/own/ask", json=STORY_BODY) as source,
-    ):
-        url = source.response.headers["indox-resume-url"]
-        events = sse(source)
-        first = take(events, 5)
-        with cluster.b.client() as other:
-            assert other.delete(url).status_code == 204
-        rest = list(events)
-    assert error_of(rest)["type"] == "cancelled"
-    assert len(text_of(first + rest)) < len(STORY)
+    cancelled_midway(cluster, "/own/ask")
