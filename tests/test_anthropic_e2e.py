@@ -367,4 +367,7 @@ def test_an_upstream_refusal_before_streaming_keeps_its_status(
     upstream.scripts[model] = Reply(status=404, error_message=f"model: {model}")
     response = httpx.post(f"{app_url}/an/chat", json=chat_body(model), timeout=20)
     assert response.status_code == 404
-    assert response.json()["error"]["message"].startswith("NotFoundError: Error code: 404")
+    # The SDK's own words, whichever version: "Error code: 404 - ..." or "404 model: ...".
+    message = response.json()["error"]["message"]
+    assert message.startswith("NotFoundError: ") and "404" in message, message
+    assert f"model: {model}" in message, message
