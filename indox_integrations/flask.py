@@ -51,6 +51,7 @@ from .resumable import (
     chat_id_of,
     configure,
     resume_url,
+    standalone,
 )
 from .resumable import cancel as cancel_stream
 from .resumable import resume as resume_stream
@@ -216,10 +217,7 @@ def resume_blueprint(
 
         app.register_blueprint(resume_blueprint(store=store), url_prefix="/llm")
     """
-    if resumable is None:
-        given = {"store": store, "detach_timeout": detach_timeout, "owner": owner}
-        resumable = configure({**given, "resumable": True})
-        assert resumable is not None
+    resumable = standalone(resumable, store, detach_timeout, owner)
     served = named_protocol(protocol)
     blueprint = Blueprint(name, __name__)
     views = _resume_views(blueprint, resumable, served.name, {"heartbeat": heartbeat})

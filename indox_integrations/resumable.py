@@ -83,6 +83,7 @@ __all__ = [
     "resume",
     "resume_chat",
     "resume_url",
+    "standalone",
 ]
 
 logger = logging.getLogger("indox_integrations")
@@ -170,6 +171,19 @@ def configure(options: Any) -> Resumable | None:
     if owner is not None and not (isinstance(owner, str) or callable(owner)):
         raise TypeError(f"owner must be a function of the request, got {type(owner).__name__}")
     return Resumable(store, float(detach), owner)
+
+
+def standalone(
+    resumable: Resumable | None, store: Any, detach_timeout: float, owner: Any
+) -> Resumable:
+    """What standalone resume routes serve: ``resumable``, or one made of the options
+    (``resumable=True`` implied), checked as :func:`configure` checks them."""
+    if resumable is not None:
+        return resumable
+    given = {"store": store, "detach_timeout": detach_timeout, "owner": owner}
+    made = configure({**given, "resumable": True})
+    assert made is not None
+    return made
 
 
 def resume_url(request_path: str, route_path: str | None, stream_id: str) -> str:

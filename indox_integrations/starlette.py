@@ -32,6 +32,7 @@ from .resumable import (
     aresume_chat,
     configure,
     resume_url,
+    standalone,
 )
 from .stores import Store
 from .stream import AsyncSSEStream, StreamOptions, async_sse_stream
@@ -260,10 +261,7 @@ def resume_routes(
         routes = [Route("/llm/ask", ask, methods=["POST"]),
                   Mount("/llm", routes=resume_routes(store=store))]
     """
-    if resumable is None:
-        given = {"store": store, "detach_timeout": detach_timeout, "owner": owner}
-        resumable = configure({**given, "resumable": True})
-        assert resumable is not None
+    resumable = standalone(resumable, store, detach_timeout, owner)
     options = {"heartbeat": heartbeat}
     return [
         Route(path, endpoint, methods=methods, name=name)

@@ -87,6 +87,11 @@ def options() -> dict[str, Any]:
     }
 
 
+def resume_options() -> dict[str, Any]:
+    """The standalone resume routes' options: those of ``options()`` that they take."""
+    return {"store": store(), "detach_timeout": DETACH, "owner": owner, "heartbeat": HEARTBEAT}
+
+
 def ask(body: dict[str, Any]) -> Any:
     """What a user's own view streams: the demo client's chunks for ``body["prompt"]``."""
     return CLIENT.completion(body["prompt"], stream=True, return_generator=True)
@@ -108,8 +113,7 @@ def fastapi_app() -> Any:
     def own_ask(body: dict[str, Any] = Body()) -> Any:  # noqa: B008 - FastAPI's idiom
         return sse_response(ask(body), **options())
 
-    resume = {"store": store(), "detach_timeout": DETACH, "owner": owner, "heartbeat": HEARTBEAT}
-    app.mount("/own", Router(resume_routes(**resume)))
+    app.mount("/own", Router(resume_routes(**resume_options())))
     return app
 
 
@@ -128,8 +132,7 @@ def flask_app() -> Any:
     def own_ask() -> Any:
         return sse_response(ask(request.get_json()), **options())
 
-    resume = {"store": store(), "detach_timeout": DETACH, "owner": owner, "heartbeat": HEARTBEAT}
-    app.register_blueprint(resume_blueprint(**resume), url_prefix="/own")
+    app.register_blueprint(resume_blueprint(**resume_options()), url_prefix="/own")
     return app
 
 
