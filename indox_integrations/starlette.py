@@ -123,7 +123,7 @@ def sse_response(
     """
     resumable = configure(options)
     if resumable is not None:
-        return _Deferred(resumable, source, options)
+        return _Deferred(resumable, source, options, status_code, headers, background)
     stream_options = cast(StreamOptions, options)
     return SSEResponse(
         source, status_code=status_code, headers=headers, background=background, **stream_options
@@ -137,7 +137,11 @@ class _Reader(StreamingResponse):
     """One reader of a resumable stream: every send is followed by a checkpoint."""
 
     async def stream_response(self, send: Send) -> None:
-        start = {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+        start = {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers,
+        }
         await send(start)
         async for chunk in self.body_iterator:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -191,13 +195,23 @@ async def resumable_response(
 
 
 class _Deferred(Response):
-    """``sse_response(resumable=True)``: the store is asked when the response is sent."""
+    """``sse_response(resumable=True)``: the store is asked when the response is sent;
+    the stream's reader gets the status, headers and background task."""
 
-    def __init__(self, resumable: Resumable, source: Any, options: Mapping[str, Any]) -> None:
-        super().__init__(status_code=200)
+    def __init__(
+        self,
+        resumable: Resumable,
+        source: Any,
+        options: Mapping[str, Any],
+        status_code: int,
+        headers: Mapping[str, str] | None,
+        background: BackgroundTask | None,
+    ) -> None:
+        super().__init__(status_code=status_code, background=background)
         self.resumable = resumable
         self.source = source
         self.options = options
+        self.given_headers = headers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def start() -> Any:
@@ -205,7 +219,11 @@ class _Deferred(Response):
 
         request = Request(scope, receive)
         response = await resumable_response(self.resumable, request, start, lambda: self.options)
-        if not isinstance(response, _Reader):
+        if isinstance(response, _Reader):
+            response.status_code = self.status_code
+            response.headers.update(self.given_headers)
+            response.background = self.background
+        else:
             await close_async(self.source)  # the store is away: nobody will read it
         await response(scope, receive, send)
 

@@ -92,6 +92,10 @@ def resume_options() -> dict[str, Any]:
     return {"store": store(), "detach_timeout": DETACH, "owner": owner, "heartbeat": HEARTBEAT}
 
 
+OWN_HEADERS = {"X-Own": "yes"}
+"""A header of the view's own, on its stream's response."""
+
+
 def ask(body: dict[str, Any]) -> Any:
     """What a user's own view streams: the demo client's chunks for ``body["prompt"]``."""
     return CLIENT.completion(body["prompt"], stream=True, return_generator=True)
@@ -111,7 +115,7 @@ def fastapi_app() -> Any:
 
     @app.post("/own/ask")
     def own_ask(body: dict[str, Any] = Body()) -> Any:  # noqa: B008 - FastAPI's idiom
-        return sse_response(ask(body), **options())
+        return sse_response(ask(body), headers=OWN_HEADERS, **options())
 
     app.mount("/own", Router(resume_routes(**resume_options())))
     return app
@@ -130,7 +134,9 @@ def flask_app() -> Any:
 
     @app.post("/own/ask")
     def own_ask() -> Any:
-        return sse_response(ask(request.get_json()), **options())
+        response = sse_response(ask(request.get_json()), **options())
+        response.headers.update(OWN_HEADERS)  # Flask's way: the view sets them
+        return response
 
     app.register_blueprint(resume_blueprint(**resume_options()), url_prefix="/own")
     return app
@@ -179,7 +185,20 @@ def django_ask(request: Any) -> Any:
 
     from indox_integrations.django import sse_response
 
-    return sse_response(ask(json.loads(request.body)), request, **options())
+    return sse_response(ask(json.loads(request.body)), request, headers=OWN_HEADERS, **options())
+
+
+async def django_ask_async(request: Any) -> Any:
+    """An ``async def`` view of a user's own, whose owner Django forbids on the event loop
+    (as one that reads ``request.user`` is)."""
+    import json
+
+    from django.utils.asyncio import async_unsafe
+
+    from indox_integrations.django import asse_response
+
+    given = {**options(), "owner": async_unsafe(owner)}
+    return await asse_response(ask(json.loads(request.body)), request, headers=OWN_HEADERS, **given)
 
 
 def __getattr__(name: str) -> Any:
@@ -196,6 +215,7 @@ def __getattr__(name: str) -> Any:
             path("llm/", include((patterns("indox"), "llm"))),
             path("api/", include((patterns("ai-sdk"), "api"))),
             path("own/ask", require_POST(django_ask)),
+            path("own/ask-async", require_POST(django_ask_async)),
             path("own/streams/<str:stream_id>", ResumeView.as_view()),
             path("_calls", lambda request: JsonResponse(calls())),
         ]

@@ -334,6 +334,39 @@ def test_an_unreachable_store_is_a_503_before_anything_starts() -> None:
     assert asyncio.run(abegin(resumable, None)).status == 503  # type: ignore[union-attr]
 
 
+def test_a_resumable_starlette_response_keeps_its_status_headers_and_background() -> None:
+    from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from indox_integrations.starlette import sse_response
+
+    ran: list[str] = []
+    away = RedisStore(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.5)
+
+    async def ask(request: Any) -> Any:
+        store = away if "away" in request.query_params else MemoryStore()
+        return sse_response(
+            iter(["Hel", "lo"]),
+            resumable=True,
+            store=store,
+            status_code=201,
+            headers={"X-Own": "yes"},
+            background=BackgroundTask(ran.append, request.url.query),
+        )
+
+    with TestClient(Starlette(routes=[Route("/ask", ask, methods=["POST"])])) as client:
+        streamed = client.post("/ask")
+        refused = client.post("/ask?away")
+
+    assert streamed.status_code == 201 and streamed.headers["x-own"] == "yes"
+    assert "data: Hel\n\nid: 1:1\ndata: lo\n" in streamed.text
+    # The store's answer is the store's: not the stream's status nor its headers.
+    assert refused.status_code == 503 and "x-own" not in refused.headers
+    assert ran == [""]  # the stream's task, after the stream
+
+
 def test_redis_killed_mid_stream_the_reader_here_gets_the_rest(
     redis_server: RedisServer,  # noqa: F811
     redis_url: str,  # noqa: F811

@@ -549,6 +549,7 @@ def test_a_view_of_ones_own_resumes_and_cancels_on_the_standalone_routes(cluster
         first = take(sse(source), 30)
     url = headers["indox-resume-url"]
     assert url == f"/own/streams/{headers['indox-stream-id']}"
+    assert headers["x-own"] == "yes"  # the view's own header is on its stream's response
 
     rest = resume(cluster.b, url, first[-1].id)
 
@@ -565,3 +566,29 @@ def test_a_view_of_ones_own_resumes_and_cancels_on_the_standalone_routes(cluster
         assert wrong.headers["content-type"].startswith("application/json")
         assert cluster.framework == "fastapi" or wrong.json()["error"]["field"] == "method"
     cancelled_midway(cluster, "/own/ask")
+
+
+def test_an_async_django_view_resumes_with_an_owner_that_django_forbids_on_the_loop(
+    cluster: Cluster,
+) -> None:
+    """``await asse_response(..., resumable=True)``: the store and a sync owner are asked
+    off the event loop, and the stream resumes on the other process."""
+    if not cluster.framework.startswith("django"):
+        pytest.skip("asse_response is Django's")
+    with (
+        cluster.a.client() as client,
+        connect_sse(client, "POST", "/own/ask-async", json=STORY_BODY) as source,
+    ):
+        assert source.response.status_code == 200, source.response.read()
+        headers = source.response.headers
+        first = take(sse(source), 30)
+    url = headers["indox-resume-url"]
+    assert url == f"/own/streams/{headers['indox-stream-id']}"
+    assert headers["x-own"] == "yes"
+
+    rest = resume(cluster.b, url, first[-1].id)
+
+    assert text_of(first) + text_of(rest) == STORY
+    assert_each_once(first + rest)
+    with cluster.b.client() as client:
+        assert client.get(url, headers={"X-User": "bob"}).status_code == 404

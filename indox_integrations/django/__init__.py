@@ -14,6 +14,6 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         'indox_integrations.django needs Django: pip install "indox-integrations[django]"'
     ) from err
 
-from .responses import serves_async, sse_response
+from .responses import asse_response, serves_async, sse_response
 
-__all__ = ["serves_async", "sse_response"]
+__all__ = ["asse_response", "serves_async", "sse_response"]

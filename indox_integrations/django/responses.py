@@ -11,6 +11,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
+from ..concurrency import close_async
 from ..resumable import ResumableOptions, configure
 from ..stream import StreamOptions, async_sse_stream, sse_stream
 from ..wsgi import abort, client_gone
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     else:
         from typing_extensions import Unpack
 
-__all__ = ["orm_safe", "serves_async", "sse_response"]
+__all__ = ["asse_response", "orm_safe", "serves_async", "sse_response"]
 
 
 def serves_async(request: HttpRequest | None = None) -> bool:
@@ -65,13 +66,16 @@ def sse_response(
     :func:`indox_integrations.resumable.configure`) the generation runs apart from
     this response, its first reader (a 503 JSON answer when the store is away);
     serve :class:`~indox_integrations.django.resume.ResumeView` at
-    ``{prefix}/streams/<stream_id>`` for the resume URL it names.
+    ``{prefix}/streams/<stream_id>`` for the resume URL it names.  That asks the
+    store, and ``owner``, right away: in an ``async def`` view, use
+    ``await`` :func:`asse_response` instead.
     """
     resumable = configure(given)
     if resumable is not None:
         from .resume import resumable_sse_response
 
-        return resumable_sse_response(resumable, source, request, given)
+        served = resumable_sse_response(resumable, source, request, given)
+        return _given(served, status, headers)
     options = cast(StreamOptions, given)
     # Django's ASGI handler turns a sync iterator into a list before sending a
     # byte, and its WSGI handler does the same to an async one.
@@ -94,6 +98,50 @@ def sse_response(
     # fills; it leaves a response alone that already has a Content-Encoding.
     # An empty one is an empty list of codings (RFC 9110, 5.6.1 and 8.4).
     response.setdefault("Content-Encoding", "")
+    return response
+
+
+async def asse_response(
+    source: Any,
+    request: HttpRequest,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **given: Unpack[ResumableOptions],
+) -> HttpResponseBase:
+    """:func:`sse_response` for an ``async def`` view: the same options, awaited.
+
+    With ``resumable=True`` the stream is made in the store without blocking the
+    event loop, and a sync ``owner`` runs in a thread (so it may read
+    ``request.user``, which Django forbids on the loop); without it, the
+    response is :func:`sse_response`'s.
+
+        async def ask(request):
+            chunks = await client.chat(messages, stream=True, return_generator=True)
+            return await asse_response(chunks, request, resumable=True, owner=user_of)
+    """
+    resumable = configure(given)
+    if resumable is None:
+        return sse_response(source, request, status=status, headers=headers, **given)
+    from .resume import resumable_response
+
+    async def start() -> Any:
+        return source
+
+    response = await resumable_response(resumable, request, start, lambda: given)
+    if not isinstance(response, StreamingHttpResponse):
+        await close_async(source)  # the store is away: nobody will read it
+    return _given(response, status, headers)
+
+
+def _given(
+    response: HttpResponseBase, status: int, headers: Mapping[str, str] | None
+) -> HttpResponseBase:
+    """A resumable stream's reader with the view's status and headers (not an error answer)."""
+    if isinstance(response, StreamingHttpResponse):
+        response.status_code = status
+        for name, value in (headers or {}).items():
+            response[name] = value
     return response
 
 
