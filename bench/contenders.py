@@ -138,6 +138,11 @@ CONTENDERS = [
         "plain Django StreamingHttpResponse over a sync generator, ASGI", heartbeats=False,
     ),
     Contender(
+        "fastapi-floor", "peer", "fastapi", "bench.apps.floor:fastapi_app", "uvicorn", "async",
+        "FastAPI's own floor: the floor's route (a StreamingResponse over pre-encoded bytes "
+        "from an async generator) on FastAPI", default=False, heartbeats=False,
+    ),
+    Contender(
         "django-asgi-floor", "peer", "django", "bench.apps.naive_django:app", "uvicorn",
         "async", "Django's own floor: an async view's StreamingHttpResponse over pre-encoded "
         "bytes from an async generator, ASGI", default=False, heartbeats=False,

@@ -3,12 +3,14 @@ async generator.  No adapter can do less per chunk; every ratio is taken to it.
 
 ``threadpool_app`` is plain Starlette with a sync generator (``StreamingResponse``
 iterates it in anyio's thread pool, 40 threads): what one writes without a kit.
+``fastapi_app`` is the floor's route on FastAPI: FastAPI's own cost per stream.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -38,3 +40,7 @@ app = Starlette(routes=[Route("/stream", stream, methods=["POST"]), *STATS_ROUTE
 threadpool_app = Starlette(
     routes=[Route("/stream", threadpool_stream, methods=["POST"]), *STATS_ROUTES]
 )
+
+fastapi_app = FastAPI()
+fastapi_app.router.routes.extend(STATS_ROUTES)
+fastapi_app.add_api_route("/stream", stream, methods=["POST"])
