@@ -117,7 +117,8 @@ async def asse_response(
     response is :func:`sse_response`'s.
 
         async def ask(request):
-            chunks = await client.chat(messages, stream=True, return_generator=True)
+            chunks = await openai.chat.completions.create(model=model, messages=messages,
+                                                          stream=True)  # AsyncOpenAI
             return await asse_response(chunks, request, resumable=True, owner=user_of)
     """
     resumable = configure(given)
