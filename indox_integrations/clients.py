@@ -110,7 +110,10 @@ async def acall_client(client: Any, request: LLMRequest) -> Any:
         else:
             loop.call_soon_threadsafe(_settle, future, result, None)
 
-    run_in_thread(run, "indox-client-call")
+    def refused(error: BaseException) -> None:
+        loop.call_soon_threadsafe(_settle, future, None, error)
+
+    run_in_thread(run, "indox-client-call", refused)
     result = await future
     if inspect.isawaitable(result):
         result = await result
@@ -128,6 +131,7 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 _STATUS_BY_NAME = (
+    ("OutOfThreads", 503),
     ("InvalidParameters", 400),
     ("Validation", 400),
     ("RateLimit", 429),

@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "FeedTimeout",
+    "OutOfThreads",
     "TaskFeed",
     "ThreadFeed",
     "close_async",
@@ -54,6 +55,10 @@ def keep_running(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
 
 class FeedTimeout(Exception):
     """Nothing arrived from the upstream within the wait."""
+
+
+class OutOfThreads(RuntimeError):
+    """No thread could be started for a sync upstream: the process is at its limit."""
 
 
 def close_sync(*objects: Any) -> None:
@@ -310,6 +315,10 @@ IDLE_SECONDS = 20.0
 IDLE_NAME = "indox-idle"
 
 
+Refused = Callable[[OutOfThreads], object]
+_Job = tuple[Callable[[], object], str, Refused | None]
+
+
 class _Idle:
     """A worker waiting for a job: its bell is released once a job is set."""
 
@@ -317,7 +326,7 @@ class _Idle:
 
     def __init__(self) -> None:
         self.bell = _rung_bell()
-        self.job: tuple[Callable[[], object], str] | None = None
+        self.job: _Job | None = None
 
 
 class _Workers:
@@ -336,7 +345,7 @@ class _Workers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spawn_wanted = threading.Condition(self._lock)
-        self._jobs: deque[tuple[Callable[[], object], str]] = deque()
+        self._jobs: deque[_Job] = deque()
         self._idle: list[_Idle] = []  # the last one to finish is at the end: its stack is warm
         self._spawning = 0  # workers asked for, not yet running a job
         self._to_start = 0  # of those, the ones the spawner has yet to start
@@ -346,16 +355,17 @@ class _Workers:
     def _waiting(self) -> int:
         return len(self._idle)
 
-    def run(self, job: Callable[[], object], name: str) -> None:
-        """Run ``job`` in a thread of its own (named ``name``), never waiting for one to start."""
+    def run(self, job: Callable[[], object], name: str, refused: Refused | None) -> None:
+        """Run ``job`` in a thread of its own (named ``name``), never waiting for one to start;
+        ``refused`` is called instead (from another thread) if no thread can be started."""
         spawner = None
         with self._lock:
             if self._idle:
                 idle = self._idle.pop()
-                idle.job = (job, name)
+                idle.job = (job, name, refused)
                 idle.bell.release()
                 return
-            self._jobs.append((job, name))
+            self._jobs.append((job, name, refused))
             if len(self._jobs) > self._spawning:
                 self._spawning += 1
                 self._to_start += 1
@@ -381,13 +391,28 @@ class _Workers:
         for started in range(count):
             try:
                 threading.Thread(target=self._work, name=IDLE_NAME, daemon=True).start()
-            except RuntimeError:  # out of threads: the queued jobs wait for a busy worker
-                logger.exception("could not start a thread for a sync upstream")
-                with self._lock:
-                    self._spawning -= count - started
+            except RuntimeError as exc:
+                logger.error("could not start a thread for a sync upstream: %s", exc)
+                self._refuse(count - started, exc)
                 return
 
-    def _next(self, idle: _Idle, spawned: bool) -> tuple[Callable[[], object], str] | None:
+    def _refuse(self, unstarted: int, cause: RuntimeError) -> None:
+        """The jobs no thread is coming for fail now rather than wait, unread, for a
+        busy worker to finish a stream (minutes, for a model's answer)."""
+        with self._lock:
+            self._spawning -= unstarted
+            orphans = [self._jobs.pop() for _ in range(len(self._jobs) - self._spawning)]
+        error = OutOfThreads(f"no thread could be started for the upstream ({cause})")
+        for _, name, refused in orphans:
+            if refused is None:
+                logger.error("%s dropped: %s", name, error)
+                continue
+            try:
+                refused(error)
+            except Exception:
+                logger.exception("refusing %s failed", name)
+
+    def _next(self, idle: _Idle, spawned: bool) -> _Job | None:
         """The next job: one queued, else the one handed over while idle; None: time to end."""
         with self._lock:
             if spawned:
@@ -413,7 +438,7 @@ class _Workers:
         spawned = True
         while (job := self._next(idle, spawned)) is not None:
             spawned = False
-            run, thread.name = job
+            run, thread.name, _ = job
             try:
                 run()
             except BaseException:  # a job handles its own errors; the worker must live on
@@ -424,13 +449,15 @@ class _Workers:
 _workers = _Workers()
 
 
-def run_in_thread(job: Callable[[], object], name: str) -> None:
+def run_in_thread(job: Callable[[], object], name: str, refused: Refused | None = None) -> None:
     """Run ``job`` in a thread of its own, named ``name`` while it runs; safe on the event loop.
 
     The thread is one of the kit's reusable threads, never a slot in a
-    bounded pool; the caller never waits for a thread to start.
+    bounded pool; the caller never waits for a thread to start.  If none can be
+    started (the process is at its thread limit), ``refused`` gets an
+    :class:`OutOfThreads` instead, from another thread, and ``job`` never runs.
     """
-    _workers.run(job, name)
+    _workers.run(job, name, refused)
 
 
 def _forked() -> None:
@@ -482,7 +509,9 @@ class ThreadFeed(_Batches):
 
     def start(self) -> None:
         self._started = True
-        run_in_thread(functools.partial(self._context.run, self._run), "indox-upstream")
+        run_in_thread(
+            functools.partial(self._context.run, self._run), "indox-upstream", self._refused
+        )
 
     def _run(self) -> None:
         try:
@@ -513,6 +542,14 @@ class ThreadFeed(_Batches):
             with self._lock:
                 self.done = True
                 self._wake()
+
+    def _refused(self, error: OutOfThreads) -> None:
+        # As the thread would end: the consumer gets the error, the upstream is closed.
+        self.error = error
+        self._close()
+        with self._lock:
+            self.done = True
+            self._wake()
 
     def _take(self) -> list[Any]:
         space, self._space = self._space, None

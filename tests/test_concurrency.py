@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from waits import await_until, wait_until
 
-from indox_integrations import concurrency
+from indox_integrations import async_sse_stream, concurrency
+from indox_integrations.clients import LLMRequest, acall_client, client_error
 from indox_integrations.concurrency import (
     MAX_BUFFERED,
     FeedTimeout,
+    OutOfThreads,
     TaskFeed,
     ThreadFeed,
     _Batches,
@@ -22,6 +24,7 @@ from indox_integrations.concurrency import (
     close_async,
     close_sync,
 )
+from indox_integrations.requests import CompletionRequest
 
 
 class Counter:
@@ -463,3 +466,66 @@ def test_idle_threads_end_and_busy_ones_are_named_for_their_job(
     release.set()
     assert wait_until(lambda: all(feed.closed for feed in feeds), 3)
     assert wait_until(lambda: not any(thread.is_alive() for thread in threads))
+
+
+@pytest.fixture
+def out_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process at its thread limit: no new worker starts (no idle one is left either)."""
+    monkeypatch.setattr(concurrency, "_workers", concurrency._Workers())
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == concurrency.IDLE_NAME:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+
+
+@pytest.mark.usefixtures("out_of_threads")
+def test_a_stream_no_thread_can_be_started_for_fails_at_once_and_closes_its_upstream() -> None:
+    class Upstream:
+        closed = False
+
+        def __iter__(self) -> Upstream:
+            return self
+
+        def __next__(self) -> str:
+            return "never read"
+
+        def close(self) -> None:
+            self.closed = True
+
+    upstream = Upstream()
+
+    async def run() -> tuple[bytes, float]:
+        began = time.monotonic()
+        stream = async_sse_stream(upstream, heartbeat=30, idle_timeout=60)
+        return b"".join([data async for data in stream]), time.monotonic() - began
+
+    wire, took = asyncio.run(run())
+    assert b"event: error" in wire and b"upstream_error" in wire and b"OutOfThreads" in wire
+    assert b"never read" not in wire
+    assert took < 5  # at once, not at the idle timeout
+    assert upstream.closed
+
+
+@pytest.mark.usefixtures("out_of_threads")
+def test_a_sync_client_call_no_thread_can_be_started_for_is_a_503() -> None:
+    calls: list[LLMRequest] = []
+
+    def client(request: LLMRequest) -> Iterator[str]:
+        calls.append(request)
+        return iter(["hi"])
+
+    async def call() -> BaseException:
+        try:
+            await acall_client(client, CompletionRequest(prompt="hi"))
+        except OutOfThreads as exc:
+            return exc
+        raise AssertionError("the call ran")
+
+    error = asyncio.run(asyncio.wait_for(call(), 5))
+    status, body = client_error(error)
+    assert calls == [] and status == 503
+    assert body["error"]["message"].startswith("OutOfThreads: no thread could be started")
