@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +126,28 @@ def uvicorn_argv(app: str, port: int, *extra: str) -> list[str]:
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning", *extra,
     ]  # fmt: skip
+
+
+def django_site(
+    tmp_path_factory: pytest.TempPathFactory, module: str, source: str
+) -> dict[str, str]:
+    """Write a Django site (``source``: settings, URLs, ``application`` and
+    ``asgi_application``) as ``module`` in a fresh folder; the environment that loads it."""
+    site = tmp_path_factory.mktemp(module)
+    (site / f"{module}.py").write_text(source, encoding="utf-8")
+    return {"PYTHONPATH": str(site), "DJANGO_SETTINGS_MODULE": module}
+
+
+@contextlib.contextmanager
+def django_server(kind: Literal["wsgi", "asgi"], env: dict[str, str]) -> Iterator[str]:
+    """The site of ``env`` (see :func:`django_site`) under gunicorn or uvicorn, until the end."""
+    module, port = env["DJANGO_SETTINGS_MODULE"], free_port()
+    if kind == "wsgi":
+        argv = gunicorn_argv(f"{module}:application", port)
+    else:
+        argv = uvicorn_argv(f"{module}:asgi_application", port)
+    with process_server(argv, port, env) as url:
+        yield url
 
 
 def collect(

@@ -20,10 +20,8 @@ from fake_anthropic import FakeAnthropic, Reply, text, thinking, tool_use
 from httpx_sse import connect_sse
 from servers import (
     collect,
-    free_port,
-    gunicorn_argv,
-    process_server,
-    uvicorn_argv,
+    django_server,
+    django_site,
     uvicorn_thread,
     werkzeug_thread,
 )
@@ -137,36 +135,20 @@ def flask_url(upstream: FakeAnthropic) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def django_env(tmp_path_factory: pytest.TempPathFactory, upstream: FakeAnthropic) -> dict[str, str]:
-    site = tmp_path_factory.mktemp("django_anthropic_site")
-    (site / "e2e_anthropic_site.py").write_text(DJANGO_SITE, encoding="utf-8")
-    return {
-        "PYTHONPATH": str(site),
-        "DJANGO_SETTINGS_MODULE": "e2e_anthropic_site",
-        "E2E_ANTHROPIC_URL": upstream.url,
-    }
+    site = django_site(tmp_path_factory, "e2e_anthropic_site", DJANGO_SITE)
+    return {**site, "E2E_ANTHROPIC_URL": upstream.url}
 
 
 @pytest.fixture(scope="module")
 def django_wsgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    argv = gunicorn_argv("e2e_anthropic_site:application", port)
-    with process_server(argv, port, django_env) as url:
+    with django_server("wsgi", django_env) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def django_asgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    argv = uvicorn_argv("e2e_anthropic_site:asgi_application", port)
-    with process_server(argv, port, django_env) as url:
+    with django_server("asgi", django_env) as url:
         yield url
-
-
-@pytest.fixture
-def app_url(request: pytest.FixtureRequest) -> str:
-    """The base URL of the app of the test's ``framework`` parameter."""
-    framework = request.node.callspec.params["framework"]
-    return str(request.getfixturevalue(f"{framework.replace('-', '_')}_url"))
 
 
 def chat_body(model: str) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from fake_openai import FakeOpenAI
 from httpx_sse import connect_sse
 from servers import (
     collect,
+    django_server,
+    django_site,
     free_port,
-    gunicorn_argv,
     process_server,
     text_of,
-    uvicorn_argv,
     uvicorn_thread,
     werkzeug_thread,
 )
@@ -189,39 +189,20 @@ def flask_url(clients: dict[str, Any]) -> Iterator[str]:
 def django_env(
     tmp_path_factory: pytest.TempPathFactory, ir_server: FakeIndoxRouter, oa_server: FakeOpenAI
 ) -> dict[str, str]:
-    site = tmp_path_factory.mktemp("django_site")
-    (site / "e2e_django_site.py").write_text(DJANGO_SITE, encoding="utf-8")
-    return {
-        "PYTHONPATH": str(site),
-        "DJANGO_SETTINGS_MODULE": "e2e_django_site",
-        "E2E_INDOXROUTER_URL": ir_server.url,
-        "E2E_OPENAI_URL": oa_server.url,
-    }
+    site = django_site(tmp_path_factory, "e2e_django_site", DJANGO_SITE)
+    return {**site, "E2E_INDOXROUTER_URL": ir_server.url, "E2E_OPENAI_URL": oa_server.url}
 
 
 @pytest.fixture(scope="module")
 def django_wsgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    with process_server(
-        gunicorn_argv("e2e_django_site:application", port), port, django_env
-    ) as url:
+    with django_server("wsgi", django_env) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def django_asgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    with process_server(
-        uvicorn_argv("e2e_django_site:asgi_application", port), port, django_env
-    ) as url:
+    with django_server("asgi", django_env) as url:
         yield url
-
-
-@pytest.fixture
-def app_url(request: pytest.FixtureRequest) -> str:
-    """The base URL of the app of the test's ``framework`` parameter."""
-    framework = request.node.callspec.params["framework"]
-    return str(request.getfixturevalue(f"{framework.replace('-', '_')}_url"))
 
 
 def server_for(client: str, ir: FakeIndoxRouter, oa: FakeOpenAI) -> FakeIndoxRouter | FakeOpenAI:

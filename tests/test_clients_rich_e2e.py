@@ -37,11 +37,9 @@ from rich_streams import (
 )
 from servers import (
     collect,
-    free_port,
-    gunicorn_argv,
-    process_server,
+    django_server,
+    django_site,
     text_of,
-    uvicorn_argv,
     uvicorn_thread,
     werkzeug_thread,
 )
@@ -199,36 +197,20 @@ def flask_url(oa_server: FakeOpenAI) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def django_env(tmp_path_factory: pytest.TempPathFactory, oa_server: FakeOpenAI) -> dict[str, str]:
-    site = tmp_path_factory.mktemp("django_rich_site")
-    (site / "e2e_django_rich_site.py").write_text(DJANGO_SITE, encoding="utf-8")
-    return {
-        "PYTHONPATH": str(site),
-        "DJANGO_SETTINGS_MODULE": "e2e_django_rich_site",
-        "E2E_OPENAI_URL": oa_server.url,
-    }
+    site = django_site(tmp_path_factory, "e2e_django_rich_site", DJANGO_SITE)
+    return {**site, "E2E_OPENAI_URL": oa_server.url}
 
 
 @pytest.fixture(scope="module")
 def django_wsgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    argv = gunicorn_argv("e2e_django_rich_site:application", port)
-    with process_server(argv, port, {**django_env, "E2E_FRAMEWORK": "django-wsgi"}) as url:
+    with django_server("wsgi", {**django_env, "E2E_FRAMEWORK": "django-wsgi"}) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def django_asgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    argv = uvicorn_argv("e2e_django_rich_site:asgi_application", port)
-    with process_server(argv, port, {**django_env, "E2E_FRAMEWORK": "django-asgi"}) as url:
+    with django_server("asgi", {**django_env, "E2E_FRAMEWORK": "django-asgi"}) as url:
         yield url
-
-
-@pytest.fixture
-def app_url(request: pytest.FixtureRequest) -> str:
-    """The base URL of the app of the test's ``framework`` parameter."""
-    framework = request.node.callspec.params["framework"]
-    return str(request.getfixturevalue(f"{framework.replace('-', '_')}_url"))
 
 
 def chat_body(model: str | None = None, **extra: Any) -> dict[str, Any]:

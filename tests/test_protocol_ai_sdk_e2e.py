@@ -22,10 +22,8 @@ from typing import Any
 import httpx
 import pytest
 from servers import (
-    free_port,
-    gunicorn_argv,
-    process_server,
-    uvicorn_argv,
+    django_server,
+    django_site,
     uvicorn_thread,
     wait_closed,
     werkzeug_thread,
@@ -207,26 +205,18 @@ urlpatterns = [
 
 @pytest.fixture(scope="module")
 def django_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    site = tmp_path_factory.mktemp("django_ai_sdk_site")
-    (site / "e2e_django_ai_sdk_site.py").write_text(DJANGO_SITE, encoding="utf-8")
-    return {"PYTHONPATH": str(site), "DJANGO_SETTINGS_MODULE": "e2e_django_ai_sdk_site"}
+    return django_site(tmp_path_factory, "e2e_django_ai_sdk_site", DJANGO_SITE)
 
 
 @pytest.fixture(scope="module")
 def django_wsgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    with process_server(
-        gunicorn_argv("e2e_django_ai_sdk_site:application", port), port, django_env
-    ) as url:
+    with django_server("wsgi", django_env) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def django_asgi_url(django_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    with process_server(
-        uvicorn_argv("e2e_django_ai_sdk_site:asgi_application", port), port, django_env
-    ) as url:
+    with django_server("asgi", django_env) as url:
         yield url
 
 
