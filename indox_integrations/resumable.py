@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
+    Awaitable,
     Callable,
     Iterator,
     Mapping,
@@ -95,7 +97,7 @@ EXPOSED_HEADERS = "Indox-Stream-Id, Indox-Resume-Url"
 CANCELLED = "the stream was cancelled"
 _OPEN = encode_comment("stream open")
 
-Owner = Callable[[Any], "str | None"]
+Owner = Callable[[Any], "str | None | Awaitable[str | None]"]
 """A function of the framework's request: who started the stream (a user id, a session)."""
 
 
@@ -124,10 +126,22 @@ class Resumable:
         owner = self.owner
         if owner is None or isinstance(owner, str):
             return owner
+        return _checked_owner(owner(request))
+
+    async def aowner_of(self, request: Any) -> str | None:
+        """:meth:`owner_of` for asyncio: an ``async def`` owner is awaited."""
+        owner = self.owner
+        if owner is None or isinstance(owner, str):
+            return owner
         value = owner(request)
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"owner() must return a str or None, got {type(value).__name__}")
-        return value
+        return _checked_owner(await value if inspect.isawaitable(value) else value)
+
+
+def _checked_owner(value: Any) -> str | None:
+    """An owner function's answer, which must be a str or None."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"owner() must return a str or None, got {type(value).__name__}")
+    return value
 
 
 _default: list[MemoryStore] = []

@@ -176,7 +176,8 @@ async def resumable_response(
     ``route`` is this route's path (the resume URL replaces it with ``/streams/{id}``);
     ``chat_id`` names the AI SDK chat, for ``GET /chat/{chat_id}/stream``.
     """
-    launch = await abegin(resumable, resumable.owner_of(request), chat_id=chat_id)
+    owner = await resumable.aowner_of(request)
+    launch = await abegin(resumable, owner, chat_id=chat_id)
     if isinstance(launch, Reply):
         return _answer(launch)
     try:
@@ -238,7 +239,7 @@ def resume_endpoints(
 
     async def stream(request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
-        owner = resumable.owner_of(request)
+        owner = await resumable.aowner_of(request)
         if request.method == "DELETE":
             return _answer(await acancel(resumable, stream_id, owner=owner))
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
@@ -249,7 +250,7 @@ def resume_endpoints(
         return _answer(answer)
 
     async def chat(request: Request) -> Response:
-        owner = resumable.owner_of(request)
+        owner = await resumable.aowner_of(request)
         chat_id = request.path_params["chat_id"]
         return _answer(await aresume_chat(resumable, chat_id, owner=owner, options=options))
 

@@ -113,11 +113,14 @@ def fastapi_app() -> Any:
     app.include_router(create_router(CLIENT, protocol="ai-sdk", **options()), prefix="/api")
     app.add_api_route("/_calls", calls, methods=["GET"])
 
+    async def aowner(request: Any) -> str | None:  # the view of one's own has an async one
+        return owner(request)
+
     @app.post("/own/ask")
     def own_ask(body: dict[str, Any] = Body()) -> Any:  # noqa: B008 - FastAPI's idiom
-        return sse_response(ask(body), headers=OWN_HEADERS, **options())
+        return sse_response(ask(body), headers=OWN_HEADERS, **{**options(), "owner": aowner})
 
-    app.mount("/own", Router(resume_routes(**resume_options())))
+    app.mount("/own", Router(resume_routes(**{**resume_options(), "owner": aowner})))
     return app
 
 

@@ -113,6 +113,16 @@ def test_owner_must_return_a_str() -> None:
     assert make(owner="fixed").owner_of(object()) == "fixed"
 
 
+def test_an_async_owner_is_awaited_on_asyncio() -> None:
+    async def owner(request: Any) -> Any:
+        return request
+
+    assert asyncio.run(make(owner=owner).aowner_of("ada")) == "ada"
+    assert asyncio.run(make(owner=lambda request: "bob").aowner_of(None)) == "bob"
+    with pytest.raises(TypeError, match="owner\\(\\) must return a str or None, got int"):
+        asyncio.run(make(owner=owner).aowner_of(7))
+
+
 @pytest.mark.parametrize(
     ("path", "route", "expected"),
     [

@@ -92,8 +92,7 @@ async def _start_task(launch: Launch, source: Any, options: dict[str, Any], url:
 async def _owner(resumable: Resumable, request: HttpRequest) -> str | None:
     owner = resumable.owner
     if callable(owner) and iscoroutinefunction(owner):
-        value = await owner(request)
-        return None if value is None else str(value)
+        return await resumable.aowner_of(request)
     # A sync function may read request.user (the ORM): it runs in a thread.
     return await sync_to_async(resumable.owner_of)(request)
 
