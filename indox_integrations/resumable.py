@@ -48,6 +48,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from .concurrency import keep_running
+from .overload import RETRY_AFTER
 from .protocols import Reply, StreamProtocol, get_protocol
 from .sse import encode_comment
 from .stores import (
@@ -313,11 +314,12 @@ class Launch:
         *,
         wrap: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
         client_gone: Callable[[], bool] | None = None,
-    ) -> Served:
+    ) -> Served | Reply:
         """Run the generation in a thread of its own; the POST's reply reads it back.
 
         ``url`` is the resume URL (see :func:`resume_url`); ``wrap`` wraps the thread's
         function (Flask: ``copy_current_request_context``); ``client_gone`` is the WSGI probe.
+        A process at its thread limit gets a 503 instead, the upstream closed.
         """
         producer, stream_options, headers = self._prepare(options, url)
         stream = SSEStream(source, **stream_options)
@@ -327,9 +329,19 @@ class Launch:
         if wrap is not None:
             run = wrap(run)
         context = contextvars.copy_context()
-        threading.Thread(
+        thread = threading.Thread(
             target=context.run, args=(run,), name="indox-producer", daemon=True
-        ).start()
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            logger.error("stream %s: could not start its producer: %s", self.stream_id, exc)
+            _end_as(stream, "upstream_error")
+            stream.close()
+            producer._end_tail("failed")
+            self.abandon()
+            message = f"no thread could be started for the stream ({exc})"
+            return _error(503, "overloaded", message, **{"Retry-After": str(RETRY_AFTER)})
         reader = _Reader(self.resumable, self.stream_id, producer.reader_wire(), options)
         return Served(headers, reader.follow(None, client_gone))
 

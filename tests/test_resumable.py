@@ -239,6 +239,35 @@ def test_a_client_failing_before_streaming_abandons_the_stream() -> None:
     assert info is not None and info.status == "failed"
 
 
+def test_a_producer_no_thread_can_be_started_for_is_a_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "indox-producer":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    closed = threading.Event()
+
+    def upstream() -> Iterator[str]:
+        try:
+            yield from ["never", "read"]
+        finally:
+            closed.set()
+
+    chunks = upstream()
+    next(chunks)  # started: its close runs the finally
+    resumable = make(store=MemoryStore())
+    launch = launched(resumable)
+    answer = launch.start(chunks, {}, "/streams/x")
+    assert isinstance(answer, Reply) and answer.status == 503
+    assert answer.body["error"]["type"] == "overloaded" and answer.headers["Retry-After"]
+    assert closed.is_set()
+    info = resumable.store.info(launch.stream_id)
+    assert info is not None and info.status == "failed"
+
+
 def test_heartbeats_fill_silences_and_are_not_stored() -> None:
     def slow() -> Iterator[str]:
         yield "a"

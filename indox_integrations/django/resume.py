@@ -69,7 +69,7 @@ def _on_loop(options: dict[str, Any]) -> dict[str, Any]:
 
 def _launched(
     launch: Launch, request: HttpRequest, source: Any, options: dict[str, Any], route: str | None
-) -> Served:
+) -> Served | Reply:
     if isinstance(source, Stream):
         source, options["protocol"] = source.source, source.encoder
     url = resume_url(request.path, route, launch.stream_id)
