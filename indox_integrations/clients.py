@@ -102,18 +102,18 @@ async def acall_client(client: Any, request: LLMRequest) -> Any:
     future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
 
+    def failed(error: BaseException) -> None:
+        loop.call_soon_threadsafe(_settle, future, None, error)
+
     def run() -> None:
         try:
             result = context.run(function, *args, **kwargs)
         except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, future, None, exc)
+            failed(exc)
         else:
             loop.call_soon_threadsafe(_settle, future, result, None)
 
-    def refused(error: BaseException) -> None:
-        loop.call_soon_threadsafe(_settle, future, None, error)
-
-    run_in_thread(run, "indox-client-call", refused)
+    run_in_thread(run, "indox-client-call", failed)
     result = await future
     if inspect.isawaitable(result):
         result = await result

@@ -538,14 +538,14 @@ class ThreadFeed(_Batches):
                     self._add(item)
                     self._wake()
         finally:
-            self._close()
-            with self._lock:
-                self.done = True
-                self._wake()
+            self._end()
 
     def _refused(self, error: OutOfThreads) -> None:
         # As the thread would end: the consumer gets the error, the upstream is closed.
         self.error = error
+        self._end()
+
+    def _end(self) -> None:
         self._close()
         with self._lock:
             self.done = True
