@@ -35,6 +35,13 @@ def quick_server() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def heartbeat_server() -> Iterator[str]:
+    """Heartbeats every 0.2 s, an idle timeout far beyond the test's silence."""
+    with uvicorn_thread(create_app(heartbeat=0.2, idle_timeout=10.0)) as url:
+        yield url
+
+
 @pytest.fixture
 def tracker() -> Tracker:
     return CLIENT.reset()
@@ -255,13 +262,13 @@ def test_upstream_error_mid_stream(
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_heartbeats_while_the_upstream_is_silent(
-    quick_server: str, tracker: Tracker, kind: str
+    heartbeat_server: str, tracker: Tracker, kind: str
 ) -> None:
-    payload = body("/stream", kind, chunks=2, first_delay=0.9, delay=0)
+    payload = body("/stream", kind, chunks=2, first_delay=0.9, delay=0.1)
     arrivals: list[tuple[float, bytes]] = []
     started = time.monotonic()
     with (
-        httpx.Client(base_url=quick_server, timeout=30) as client,
+        httpx.Client(base_url=heartbeat_server, timeout=30) as client,
         client.stream("POST", "/stream", json=payload) as response,
     ):
         for line in response.iter_lines():
