@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 
 
@@ -11,3 +14,20 @@ def app_url(request: pytest.FixtureRequest) -> str:
     ``fastapi_url``, ``flask_url``, ``django_wsgi_url`` or ``django_asgi_url`` fixture."""
     framework = request.node.callspec.params["framework"]
     return str(request.getfixturevalue(f"{framework.replace('-', '_')}_url"))
+
+
+@pytest.fixture
+def refuse_threads(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Make ``Thread.start()`` fail, as at the process's thread limit, for threads of a name."""
+
+    def refuse(name: str) -> None:
+        start = threading.Thread.start
+
+        def refusing(thread: threading.Thread) -> None:
+            if thread.name == name:
+                raise RuntimeError("can't start new thread")
+            start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", refusing)
+
+    return refuse

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from waits import await_until, wait_until
@@ -469,17 +469,10 @@ def test_idle_threads_end_and_busy_ones_are_named_for_their_job(
 
 
 @pytest.fixture
-def out_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def out_of_threads(monkeypatch: pytest.MonkeyPatch, refuse_threads: Callable[[str], None]) -> None:
     """A process at its thread limit: no new worker starts (no idle one is left either)."""
     monkeypatch.setattr(concurrency, "_workers", concurrency._Workers())
-    start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name == concurrency.IDLE_NAME:
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    refuse_threads(concurrency.IDLE_NAME)
 
 
 @pytest.mark.usefixtures("out_of_threads")

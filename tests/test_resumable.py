@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -239,15 +239,10 @@ def test_a_client_failing_before_streaming_abandons_the_stream() -> None:
     assert info is not None and info.status == "failed"
 
 
-def test_a_producer_no_thread_can_be_started_for_is_a_503(monkeypatch: pytest.MonkeyPatch) -> None:
-    start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name == "indox-producer":
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+def test_a_producer_no_thread_can_be_started_for_is_a_503(
+    refuse_threads: Callable[[str], None],
+) -> None:
+    refuse_threads("indox-producer")
     closed = threading.Event()
 
     def upstream() -> Iterator[str]:
