@@ -124,7 +124,7 @@ def test_djangos_asgi_close_stops_an_async_upstream_left_at_a_yield() -> None:
     tracker = Tracker()
 
     async def run() -> float:
-        source = async_upstream(tracker, chunks=100, delay=0.05)
+        source = async_upstream(tracker, chunks=100, delay=0.25)
         response = sse_response(source, AsyncRequestFactory().get("/"))
         async with aclosing(aiter(response)) as content:
             assert await anext(content) == b": stream open\n\n"

@@ -253,7 +253,7 @@ def test_disconnect_while_the_upstream_is_silent(server: Server, family: str) ->
     print(f"{server.kind}: upstream closed {gone_after:.3f} s after the client left")
     # WSGI: at the first heartbeat the kit asks gunicorn's socket whether the
     # client closed it, rather than waiting for a write to fail (which takes two).
-    limit = 1.0 if server.kind == "asgi" else 3 * HEARTBEAT
+    limit = 0.5 if server.kind == "asgi" else 3 * HEARTBEAT
     assert gone_after < limit < SILENT_DELAY / 3
     assert snapshot["pulled"] == 0
 

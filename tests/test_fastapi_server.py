@@ -204,11 +204,12 @@ def _wait_closed(tracker: Tracker, timeout: float = 5.0) -> float:
 def test_client_leaving_closes_the_upstream(server: str, tracker: Tracker, kind: str) -> None:
     left, pulled = _read_then_leave(server, body("/stream", kind, chunks=100, delay=0.05), tracker)
     closed = _wait_closed(tracker)
+    at_close = tracker.snapshot()["pulled"]
     assert closed - left < 1.0  # the upstream had 4.8 s to go
     assert tracker.completed == 0
     time.sleep(0.3)
-    # At most the pull that was under way when the client left.
-    assert tracker.pulled <= pulled + 1
+    # Nothing pulled once closed; up to the close, a second's worth at most.
+    assert tracker.pulled == at_close <= pulled + 20
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -264,7 +265,7 @@ def test_upstream_error_mid_stream(
 def test_heartbeats_while_the_upstream_is_silent(
     heartbeat_server: str, tracker: Tracker, kind: str
 ) -> None:
-    payload = body("/stream", kind, chunks=2, first_delay=0.9, delay=0.1)
+    payload = body("/stream", kind, chunks=2, first_delay=1.5, delay=0.1)
     arrivals: list[tuple[float, bytes]] = []
     started = time.monotonic()
     with (
@@ -277,7 +278,7 @@ def test_heartbeats_while_the_upstream_is_silent(
     first_data = lines.index(b"data: tok0 ")
     pings = [at for at, line in arrivals[:first_data] if line == b": ping"]
     assert len(pings) >= 3
-    assert pings[0] < 0.6  # the first one long before the first token at 0.9 s
+    assert pings[0] < 0.6  # the first one long before the first token at 1.5 s
     assert b"data: tok1 " in lines and b"data: [DONE]" in lines
 
 

@@ -225,9 +225,9 @@ def test_nobody_reading_for_the_detach_timeout_cancels() -> None:
 
 
 def test_a_reader_keeps_the_generation_going_past_the_detach_timeout() -> None:
-    resumable = make(store=MemoryStore(), detach_timeout=0.3)
+    resumable = make(store=MemoryStore(), detach_timeout=1.0)
     launch = launched(resumable)
-    found = blocks(launch.start(story(delay=0.01), {}, "/s").body)  # about 1.8 s
+    found = blocks(launch.start(story(delay=0.02), {}, "/s").body)  # about 3.6 s
     assert text_of(found) == STORY
 
 

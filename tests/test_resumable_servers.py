@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from redis_server import RedisServer, redis_server  # noqa: F401
 from servers import free_port, gunicorn_argv, process_server, uvicorn_argv
 
 from indox_integrations.demo import STORY
+from indox_integrations.stores import RedisStore
 
 FRAMEWORKS = ["fastapi", "flask", "django-asgi", "django-wsgi"]
 DELAY = 0.02  # per demo chunk: the story takes about 3.5 s
@@ -372,7 +374,12 @@ def test_a_stream_nobody_reads_is_cancelled_after_the_detach_timeout(cluster: Cl
         url = source.response.headers["indox-resume-url"]
         first = take(sse(source), 3)
     # The story takes about 3.5 s; nobody reads it for more than DETACH.
-    time.sleep(DETACH + 1.0)
+    stream_id = unquote(url.rsplit("/", 1)[-1])
+    deadline = time.monotonic() + DETACH + 10
+    with contextlib.closing(RedisStore(cluster.redis.url)) as store:
+        while (info := store.info(stream_id)) is not None and info.status == "running":
+            assert time.monotonic() < deadline, "the stream nobody read was never ended"
+            time.sleep(0.1)
     rest = resume(cluster.b, url, first[-1].id)
     error = error_of(rest)
     assert error["type"] == "cancelled" and "nobody read" in error["message"]
