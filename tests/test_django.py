@@ -15,36 +15,26 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-import django
-import django_testproject.settings as test_settings
+import django_settings  # noqa: F401  (configures Django first)
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.http import HttpRequest, StreamingHttpResponse
+from django.middleware.gzip import GZipMiddleware
+from django.template import Context, Template
+from django.test import AsyncClient, AsyncRequestFactory, Client, RequestFactory
+from django.test.utils import override_settings
+from django.urls import reverse
+from django_testproject import views as project
+from servers import ROOT
+from upstreams import Tracker, async_upstream
 
-# Configured here, not through DJANGO_SETTINGS_MODULE, which the servers other
-# tests start would inherit.
-settings.configure(
-    **{name: getattr(test_settings, name) for name in dir(test_settings) if name.isupper()}
-)
-django.setup()
-
-from django.contrib.staticfiles import finders  # noqa: E402
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.http import HttpRequest, StreamingHttpResponse  # noqa: E402
-from django.middleware.gzip import GZipMiddleware  # noqa: E402
-from django.template import Context, Template  # noqa: E402
-from django.test import AsyncClient, AsyncRequestFactory, Client, RequestFactory  # noqa: E402
-from django.test.utils import override_settings  # noqa: E402
-from django.urls import reverse  # noqa: E402
-from django_testproject import views as project  # noqa: E402
-from servers import ROOT  # noqa: E402
-from upstreams import Tracker, async_upstream  # noqa: E402
-
-from indox_integrations import DemoClient  # noqa: E402
-from indox_integrations.django import conf, sse_response  # noqa: E402
-from indox_integrations.django import finders as kit_finders  # noqa: E402
-from indox_integrations.django.views import ChatView, CompletionView  # noqa: E402
+from indox_integrations import DemoClient
+from indox_integrations.django import conf, sse_response
+from indox_integrations.django import finders as kit_finders
+from indox_integrations.django.views import ChatView, CompletionView
 
 TOKEN = "abcdefghijklmnopqrstuvwxyz012345"  # a valid unmasked CSRF secret
 SETTINGS = {

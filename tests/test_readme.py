@@ -1,0 +1,95 @@
+"""The README's Python snippets parse, import what exists and call the kit with
+keyword arguments it takes; its Django settings use keys the kit knows."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib
+import inspect
+import re
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import django_settings  # noqa: F401  (the kit's Django urls module reads settings)
+import pytest
+
+from indox_integrations.django.conf import DEFAULTS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+FENCE = re.compile(r"^ *```python\n(.*?)^ *```", re.S | re.M)
+
+
+def snippets() -> list[tuple[int, str]]:
+    """Every Python block of the README, dedented, with the line it starts on."""
+    text = README.read_text(encoding="utf-8")
+    return [
+        (text.count("\n", 0, found.start()) + 2, textwrap.dedent(found.group(1)))
+        for found in FENCE.finditer(text)
+    ]
+
+
+SNIPPETS = snippets()
+
+
+def kit_names(tree: ast.Module) -> Iterator[tuple[str, Any]]:
+    """What the snippet imports from the kit, as ``(local name, object)``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("indox_"):
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                if not hasattr(module, alias.name):  # a submodule, not imported yet
+                    with contextlib.suppress(ModuleNotFoundError):
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+                yield alias.asname or alias.name, getattr(module, alias.name)
+
+
+def keywords_of(function: Callable[..., Any]) -> set[str] | None:
+    """The keyword arguments ``function`` takes; None when it takes any."""
+    signature = inspect.signature(function)
+    names = {
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    }
+    variadic = [p for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+    if not variadic:
+        return names
+    # The kit imports Unpack for type checkers only.
+    found = re.fullmatch(r"Unpack\[(\w+)\]", str(variadic[0].annotation))
+    if found is None:
+        return None
+    options = inspect.unwrap(function).__globals__[found.group(1)]
+    return names | options.__required_keys__ | options.__optional_keys__
+
+
+def test_the_readme_has_python_snippets() -> None:
+    assert len(SNIPPETS) >= 20
+
+
+@pytest.mark.parametrize(("line", "code"), SNIPPETS, ids=[f"line {line}" for line, _ in SNIPPETS])
+def test_a_snippet_uses_the_kit_as_it_is(line: int, code: str) -> None:
+    tree = ast.parse(code)
+    imported = dict(kit_names(tree))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        target: Any = None
+        if isinstance(node.func, ast.Name):
+            target = imported.get(node.func.id)
+        elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+            target = getattr(imported.get(node.func.value.id), node.func.attr, None)
+        if not callable(target) or (accepted := keywords_of(target)) is None:
+            continue
+        unknown = {k.arg for k in node.keywords if k.arg} - accepted
+        assert not unknown, f"{ast.unparse(node.func)}() takes no {', '.join(sorted(unknown))}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "INDOX_INTEGRATIONS" for t in node.targets
+        ):
+            assert isinstance(node.value, ast.Dict)
+            keys = {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+            assert keys <= set(DEFAULTS), f"unknown setting keys {sorted(keys - set(DEFAULTS))}"
