@@ -18,16 +18,18 @@ import pytest
 
 from indox_integrations.django.conf import DEFAULTS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 FENCE = re.compile(r"^ *```python\n(.*?)^ *```", re.S | re.M)
+BROWSER_FENCE = re.compile(r"^ *```(?:js|html)\n(.*?)^ *```", re.S | re.M)
 
 
-def snippets() -> list[tuple[int, str]]:
+def snippets(fence: re.Pattern[str] = FENCE) -> list[tuple[int, str]]:
     """Every Python block of the README, dedented, with the line it starts on."""
     text = README.read_text(encoding="utf-8")
     return [
         (text.count("\n", 0, found.start()) + 2, textwrap.dedent(found.group(1)))
-        for found in FENCE.finditer(text)
+        for found in fence.finditer(text)
     ]
 
 
@@ -93,3 +95,18 @@ def test_a_snippet_uses_the_kit_as_it_is(line: int, code: str) -> None:
             assert isinstance(node.value, ast.Dict)
             keys = {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
             assert keys <= set(DEFAULTS), f"unknown setting keys {sorted(keys - set(DEFAULTS))}"
+
+
+def test_browser_snippets_use_what_the_js_helper_has() -> None:
+    """Names imported from ``indox-stream.js`` are its exports; the callbacks and options
+    handed to its functions are in its typings."""
+    helper = (ROOT / "static" / "indox-stream.js").read_text(encoding="utf-8")
+    typings = (ROOT / "static" / "indox-stream.d.ts").read_text(encoding="utf-8")
+    exported = set(re.findall(r"^export (?:async )?function (\w+)", helper, re.M))
+    used = [code for _, code in snippets(BROWSER_FENCE) if "streamCompletion" in code]
+    assert len(used) >= 3
+    for code in used:
+        for names in re.findall(r"import \{([^}]*)\} from \S*indox-stream\.js", code):
+            assert {n.strip() for n in names.split(",")} <= exported, names
+        for option in re.findall(r"\b(on[A-Z]\w*|resume|lastEventId)\s*:", code):
+            assert re.search(rf"\b{option}\??[:(]", typings), f"indox-stream.d.ts has no {option}"
