@@ -351,10 +351,6 @@ class _Workers:
         self._to_start = 0  # of those, the ones the spawner has yet to start
         self._spawner: threading.Thread | None = None
 
-    @property
-    def _waiting(self) -> int:
-        return len(self._idle)
-
     def run(self, job: Callable[[], object], name: str, refused: Refused | None) -> None:
         """Run ``job`` in a thread of its own (named ``name``), never waiting for one to start;
         ``refused`` is called instead (from another thread) if no thread can be started."""

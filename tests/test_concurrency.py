@@ -430,7 +430,7 @@ def test_a_finished_upstreams_thread_runs_the_next_upstream(
     first.start()
     assert wait_until(lambda: first.closed, 3)
     workers = concurrency._workers
-    assert wait_until(lambda: workers._waiting > 0 and workers._spawning == 0)
+    assert wait_until(lambda: workers._idle and workers._spawning == 0)
     started: list[str] = []
     start = threading.Thread.start
     monkeypatch.setattr(
