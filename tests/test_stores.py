@@ -614,8 +614,93 @@ def test_unknown_id_cancel_creates_no_key(redis_server: RedisServer, redis_url: 
     try:
         assert store.cancel("B" * 22) is False
         assert store.info("B" * 22) is None
+        with pytest.raises(StreamNotFound):
+            store.append("B" * 22, BATCHES[0])
         with redis_server.client() as client:
             assert client.keys("*") == []
+    finally:
+        store.close()
+
+
+def test_the_calls_of_many_tasks_share_round_trips(
+    redis_server: RedisServer,  # noqa: F811
+    redis_url: str,  # noqa: F811
+) -> None:
+    """Many producers on one loop: their appends and cancel checks go to Redis in a few
+    pipelines, and each gets its own answer, an error included."""
+    store = RedisStore(redis_url)
+    streams = 200
+
+    def reads() -> int:
+        with redis_server.client() as client:
+            return int(client.info("stats")["total_reads_processed"])
+
+    async def main() -> tuple[list[Any], list[bool]]:
+        try:
+            ids = [await store.acreate() for _ in range(streams)]
+            ids[7] = "G" * 22  # never created: its append alone fails
+            await store.acancel(ids[3])
+            before = reads()
+            appended = await asyncio.gather(
+                *(store.aappend(i, [f"data: {n}\n\n".encode()]) for n, i in enumerate(ids)),
+                return_exceptions=True,
+            )
+            cancelled = await asyncio.gather(*(store.acancelled(i) for i in ids))
+            # Sent one by one, these 400 calls would take 400 reads (plus the INFO ones).
+            assert reads() - before < 20
+            return appended, cancelled
+        finally:
+            await store.aclose()
+
+    try:
+        appended, cancelled = asyncio.run(main())
+        assert isinstance(appended[7], StreamNotFound)
+        assert [a for n, a in enumerate(appended) if n != 7] == ["1"] * (streams - 1)
+        assert [n for n, c in enumerate(cancelled) if c] == [3]
+        info = store.info(store.create())  # the blocking half works beside it
+        assert info is not None and info.status == "running"
+    finally:
+        store.close()
+
+
+def test_a_blocked_read_holds_back_no_other_call(redis_url: str) -> None:  # noqa: F811
+    """A reader waits in ``XREAD BLOCK`` (up to 5 s here) on a connection of its own:
+    the calls made beside it, the append it waits for among them, are not queued behind it."""
+    store = RedisStore(redis_url, poll=5.0)
+
+    async def main() -> list[Entry]:
+        try:
+            followed, written = await store.acreate(), await store.acreate()
+
+            async def read() -> list[Entry]:
+                return [entry async for entry in store.aread(followed)]
+
+            reader = asyncio.create_task(read())
+            # The first append shares a round trip with the reader's first look; the
+            # second is made as the reader, answered, starts to block.
+            for _ in range(3):
+                await store.aappend(written, BATCHES[0])
+            await store.aappend(followed, BATCHES[0])
+            await store.afinish(followed, "done")
+            return await asyncio.wait_for(reader, 10)
+        finally:
+            await store.aclose()
+
+    started = time.monotonic()
+    entries = asyncio.run(main())
+    assert time.monotonic() - started < 3.0
+    assert [entry.blocks for entry in entries] == [tuple(BATCHES[0])]
+
+
+def test_a_redis_entry_holds_up_to_3000_blocks(redis_url: str) -> None:  # noqa: F811
+    store = RedisStore(redis_url)
+    try:
+        stream_id = store.create()
+        store.append(stream_id, [b"data: x\n\n"] * 3000)
+        with pytest.raises(ValueError, match="at most 3000 blocks"):
+            store.append(stream_id, [b"data: x\n\n"] * 3001)
+        store.finish(stream_id, "done")
+        assert [len(entry.blocks) for entry in store.read(stream_id)] == [3000]
     finally:
         store.close()
 
