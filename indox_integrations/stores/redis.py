@@ -177,11 +177,13 @@ class RedisStore:
         self._lock = threading.Lock()
         # The next entry number of each stream this process produces: saves a round trip.
         self._next: dict[str, int] = {}
-        # Each loop's calls waiting for the pipeline that sends them, and those pipelines.
+        # Each loop's calls waiting for the pipeline that sends them, those pipelines, and
+        # the loops where a call is on its way alone.
         self._batches: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, list[tuple[_Call, asyncio.Future[list[Any]]]]
         ] = weakref.WeakKeyDictionary()
         self._sending: set[asyncio.Task[None]] = set()
+        self._alone: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
@@ -477,6 +479,13 @@ class RedisStore:
             return await self._asend(call.commands, call.transaction)
         loop = asyncio.get_running_loop()
         batch = self._batches.get(loop)
+        if batch is None and loop not in self._alone:
+            # Nothing else on its way: no wait for company (one stream stays as fast).
+            self._alone.add(loop)
+            try:
+                return await self._asend(call.commands, False)
+            finally:
+                self._alone.discard(loop)
         if batch is None:
             batch = self._batches[loop] = []
             task = loop.create_task(self._asend_batch(loop))
@@ -487,7 +496,8 @@ class RedisStore:
         return await replies
 
     async def _asend_batch(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Send the calls queued on ``loop`` since this task was created, in one pipeline."""
+        """Send the calls queued on ``loop`` since this task was created, in one pipeline.
+        They came while a call was on its way alone, or while this task waited to run."""
         batch = self._batches.pop(loop)
         try:
             replies = await self._asend([c for call, _ in batch for c in call.commands], False)
