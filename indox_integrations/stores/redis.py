@@ -18,9 +18,10 @@ Every write sets a TTL on every key it touches in the same ``MULTI`` or script, 
 no key ever lives without one.  Only commands of Redis 5+ and its Lua scripting are
 used, so Valkey works.
 
-The asyncio half sends the plain calls that the tasks of one event loop make within
-one loop iteration (appends, cancel checks, reads that do not block) in one pipeline:
-one round trip for a thousand producers instead of a thousand.
+The asyncio half sends a call at once when no other is on its way from the same event
+loop; the plain calls (appends, cancel checks, reads that do not block) made meanwhile
+by the loop's other tasks share the next pipeline: a round trip or two per loop
+iteration for a thousand producers, instead of a thousand.
 """
 
 from __future__ import annotations
