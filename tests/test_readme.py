@@ -1,5 +1,6 @@
 """The README's Python snippets parse, import what exists and call the kit with
-keyword arguments it takes; its Django settings use keys the kit knows."""
+keyword arguments it takes; its Django settings use keys the kit knows; its browser
+snippets use what the JS helper has."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ BROWSER_FENCE = re.compile(r"^ *```(?:js|html)\n(.*?)^ *```", re.S | re.M)
 
 
 def snippets(fence: re.Pattern[str] = FENCE) -> list[tuple[int, str]]:
-    """Every Python block of the README, dedented, with the line it starts on."""
+    """Every block of the README that ``fence`` matches, dedented, with its first line."""
     text = README.read_text(encoding="utf-8")
     return [
         (text.count("\n", 0, found.start()) + 2, textwrap.dedent(found.group(1)))
