@@ -25,9 +25,9 @@ FENCE = re.compile(r"^ *```python\n(.*?)^ *```", re.S | re.M)
 BROWSER_FENCE = re.compile(r"^ *```(?:js|html)\n(.*?)^ *```", re.S | re.M)
 
 
-def snippets(fence: re.Pattern[str] = FENCE) -> list[tuple[int, str]]:
-    """Every block of the README that ``fence`` matches, dedented, with its first line."""
-    text = README.read_text(encoding="utf-8")
+def snippets(fence: re.Pattern[str] = FENCE, readme: Path = README) -> list[tuple[int, str]]:
+    """Every block of ``readme`` that ``fence`` matches, dedented, with its first line."""
+    text = readme.read_text(encoding="utf-8")
     return [
         (text.count("\n", 0, found.start()) + 2, textwrap.dedent(found.group(1)))
         for found in fence.finditer(text)
@@ -98,16 +98,19 @@ def test_a_snippet_uses_the_kit_as_it_is(line: int, code: str) -> None:
             assert keys <= set(DEFAULTS), f"unknown setting keys {sorted(keys - set(DEFAULTS))}"
 
 
-def test_browser_snippets_use_what_the_js_helper_has() -> None:
+@pytest.mark.parametrize(
+    "readme", [README, ROOT / "static" / "README.md"], ids=["README", "static"]
+)
+def test_browser_snippets_use_what_the_js_helper_has(readme: Path) -> None:
     """Names imported from ``indox-stream.js`` are its exports; the callbacks and options
     handed to its functions are in its typings."""
     helper = (ROOT / "static" / "indox-stream.js").read_text(encoding="utf-8")
     typings = (ROOT / "static" / "indox-stream.d.ts").read_text(encoding="utf-8")
     exported = set(re.findall(r"^export (?:async )?function (\w+)", helper, re.M))
-    used = [code for _, code in snippets(BROWSER_FENCE) if "streamCompletion" in code]
+    used = [code for _, code in snippets(BROWSER_FENCE, readme) if "streamCompletion" in code]
     assert len(used) >= 3
     for code in used:
         for names in re.findall(r"import \{([^}]*)\} from \S*indox-stream\.js", code):
             assert {n.strip() for n in names.split(",")} <= exported, names
-        for option in re.findall(r"\b(on[A-Z]\w*|resume|lastEventId)\s*:", code):
+        for option in re.findall(r"\b(on[A-Z]\w*|resume|lastEventId|max\w+|retry\w*)\s*:", code):
             assert re.search(rf"\b{option}\??[:(]", typings), f"indox-stream.d.ts has no {option}"
