@@ -670,16 +670,21 @@ def test_a_blocked_read_holds_back_no_other_call(redis_url: str) -> None:  # noq
 
     async def main() -> list[Entry]:
         try:
-            followed, written = await store.acreate(), await store.acreate()
+            followed = await store.acreate()
+            written = [await store.acreate() for _ in range(20)]
 
             async def read() -> list[Entry]:
                 return [entry async for entry in store.aread(followed)]
 
+            async def write(stream_id: str, until: float) -> None:
+                while time.monotonic() < until:
+                    await store.aappend(stream_id, BATCHES[0])
+
+            # For half a second, twenty writers keep calls on their way: the reader
+            # starts to block among them.
+            until = time.monotonic() + 0.5
             reader = asyncio.create_task(read())
-            # The first append shares a round trip with the reader's first look; the
-            # second is made as the reader, answered, starts to block.
-            for _ in range(3):
-                await store.aappend(written, BATCHES[0])
+            await asyncio.gather(*(write(stream_id, until) for stream_id in written))
             await store.aappend(followed, BATCHES[0])
             await store.afinish(followed, "done")
             return await asyncio.wait_for(reader, 10)
