@@ -26,7 +26,8 @@ from indox_integrations.fastapi import create_router
 from indox_integrations.stores import MemoryStore, RedisStore
 
 
-def _private_redis() -> str:
+def private_redis() -> str:
+    """A private redis-server on a free port, persistence off, stopped at exit: its URL."""
     executable = shutil.which("redis-server")
     if executable is None:
         raise RuntimeError("BENCH_STORE=redis needs redis-server (apt-get install redis-server)")
@@ -53,7 +54,7 @@ def _private_redis() -> str:
 def _store() -> Any:
     if os.environ.get("BENCH_STORE", "memory") == "memory":
         return MemoryStore()
-    return RedisStore(os.environ.get("BENCH_REDIS_URL") or _private_redis())
+    return RedisStore(os.environ.get("BENCH_REDIS_URL") or private_redis())
 
 
 app = FastAPI()

@@ -1,0 +1,119 @@
+"""Producers appending to Redis from one event loop: ``RedisStore`` against a pipeline per call.
+
+    python -m bench.redis_store [--producers 1000] [--appends 20] [--gap 0.05]
+
+Each producer appends one block per step, ``gap`` seconds apart, and checks for a
+cancel every fourth step, as the kit's resumable producers do.  *RedisStore* is the
+kit's store (an append is one script; calls made while another is on its way share
+a pipeline).  *a pipeline per call* does the same work the plain way: each append a
+``MULTI`` of the existence check, ``XADD``, the lease and the TTLs; each cancel check
+an ``EXISTS`` of its own.  Both run in this process against a private
+``redis-server``, one after the other, then once more with a single producer and
+no gap (one stream's speed).  CPU is this process's, per append.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as redis_asyncio
+
+from bench.apps.kit_resumable import private_redis
+from indox_integrations.stores import RedisStore
+
+Append = Callable[[str, int], Awaitable[Any]]
+Cancelled = Callable[[str], Awaitable[Any]]
+
+
+class PipelinePerCall:
+    """The same keys and commands as ``RedisStore``, one round trip per call."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis_asyncio.Redis.from_url(url, protocol=2, max_connections=10_000)
+
+    async def create(self, name: str) -> str:
+        await self.client.hset(f"{name}:meta", "status", "running")
+        return name
+
+    async def append(self, name: str, seq: int) -> Any:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.exists(f"{name}:meta")
+            pipe.xadd(f"{name}:events", {"0": b"data: tok\n\n"}, id=f"{seq}-0", maxlen=10_000)
+            pipe.set(f"{name}:lease", 1, px=8000)
+            pipe.pexpire(f"{name}:meta", 3_600_000)
+            pipe.pexpire(f"{name}:events", 3_600_000)
+            return await pipe.execute()
+
+    async def cancelled(self, name: str) -> bool:
+        return bool(await self.client.exists(f"{name}:cancel"))
+
+
+async def produce(
+    stream: str, append: Append, cancelled: Cancelled, steps: int, gap: float
+) -> None:
+    for step in range(steps):
+        await append(stream, step + 1)
+        if step % 4 == 0:
+            await cancelled(stream)
+        await asyncio.sleep(gap)
+
+
+async def measure(
+    kind: str, url: str, producers: int, steps: int, gap: float
+) -> tuple[float, float]:
+    """Wall seconds and CPU µs per append for ``producers`` producers of ``kind``."""
+    append: Append
+    cancelled: Cancelled
+    if kind == "kit":
+        store = RedisStore(url)
+        streams = [await store.acreate() for _ in range(producers)]
+
+        async def kit_append(stream: str, seq: int) -> Any:
+            return await store.aappend(stream, [b"data: tok\n\n"])
+
+        append, cancelled = kit_append, store.acancelled
+    else:
+        plain = PipelinePerCall(url)
+        streams = [
+            await plain.create(f"bench:{kind}:{time.monotonic_ns()}:{n}") for n in range(producers)
+        ]
+        append, cancelled = plain.append, plain.cancelled
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    await asyncio.gather(*(produce(s, append, cancelled, steps, gap) for s in streams))
+    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    if kind == "kit":
+        await store.aclose()
+    else:
+        await plain.client.aclose()
+    return wall, cpu / (producers * steps) * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--producers", type=int, default=1000)
+    parser.add_argument("--appends", type=int, default=20)
+    parser.add_argument("--gap", type=float, default=0.05)
+    args = parser.parse_args()
+    url = private_redis()
+    print("| producers | store | wall | CPU per append | vs a pipeline per call (wall / CPU) |")
+    print("| --- | --- | --- | --- | --- |")
+    for producers, steps, gap in ((args.producers, args.appends, args.gap), (1, 5000, 0.0)):
+        plain = asyncio.run(measure("plain", url, producers, steps, gap))
+        kit = asyncio.run(measure("kit", url, producers, steps, gap))
+        label = f"{producers:,} x {steps:,}, {gap * 1000:g} ms apart"
+        print(f"| {label} | a pipeline per call | {plain[0]:.2f} s | {plain[1]:.0f} µs | |")
+        print(
+            f"| {label} | RedisStore | {kit[0]:.2f} s | {kit[1]:.0f} µs "
+            f"| {kit[0] / plain[0]:.2f}x / {kit[1] / plain[1]:.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
