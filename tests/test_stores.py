@@ -697,6 +697,75 @@ def test_a_blocked_read_holds_back_no_other_call(redis_url: str) -> None:  # noq
     assert [entry.blocks for entry in entries] == [tuple(BATCHES[0])]
 
 
+def test_the_calls_of_many_threads_share_round_trips(
+    redis_server: RedisServer,  # noqa: F811
+    redis_url: str,  # noqa: F811
+) -> None:
+    """The blocking half: threads that call at once share pipelines, and each gets its
+    own answer, an error included."""
+    store = RedisStore(redis_url)
+    threads = 100
+    ids = [store.create() for _ in range(threads)]
+    ids[7] = "T" * 22  # never created: its append alone fails
+    store.cancel(ids[3])
+    answers: list[Any] = [None] * threads
+    start = threading.Barrier(threads)
+
+    def call(n: int) -> None:
+        start.wait()
+        try:
+            answers[n] = (store.append(ids[n], [b"data: x\n\n"]), store.cancelled(ids[n]))
+        except StoreError as exc:
+            answers[n] = exc
+
+    with redis_server.client() as client:
+        before = int(client.info("stats")["total_reads_processed"])
+        workers = [threading.Thread(target=call, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+        after = int(client.info("stats")["total_reads_processed"])
+    try:
+        # One by one, these 200 calls would take 200 reads or more.
+        assert after - before < 100
+        assert isinstance(answers[7], StreamNotFound)
+        assert [a for n, a in enumerate(answers) if n not in (3, 7)] == [("1", False)] * 98
+        assert answers[3] == ("1", True)
+    finally:
+        store.close()
+
+
+def test_a_blocked_read_holds_back_no_other_thread(redis_url: str) -> None:  # noqa: F811
+    """A thread following a stream (``XREAD BLOCK``, up to 5 s here) holds back none of
+    the calls other threads make meanwhile."""
+    store = RedisStore(redis_url, poll=5.0)
+    followed = store.create()
+    written = [store.create() for _ in range(20)]
+    entries: list[Entry] = []
+    reader = threading.Thread(target=lambda: entries.extend(store.read(followed)))
+    until = time.monotonic() + 0.5
+
+    def write(stream_id: str) -> None:
+        while time.monotonic() < until:
+            store.append(stream_id, BATCHES[0])
+
+    started = time.monotonic()
+    writers = [threading.Thread(target=write, args=(s,)) for s in written]
+    for thread in [reader, *writers]:
+        thread.start()
+    for writer in writers:
+        writer.join(10)
+    store.append(followed, BATCHES[0])
+    store.finish(followed, "done")
+    reader.join(10)
+    try:
+        assert time.monotonic() - started < 3.0
+        assert [entry.blocks for entry in entries] == [tuple(BATCHES[0])]
+    finally:
+        store.close()
+
+
 def test_a_redis_entry_holds_up_to_3000_blocks(redis_url: str) -> None:  # noqa: F811
     store = RedisStore(redis_url)
     try:

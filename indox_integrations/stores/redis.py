@@ -18,10 +18,11 @@ Every write sets a TTL on every key it touches in the same ``MULTI`` or script, 
 no key ever lives without one.  Only commands of Redis 5+ and its Lua scripting are
 used, so Valkey works.
 
-The asyncio half sends a call at once when no other is on its way from the same event
-loop; the plain calls (appends, cancel checks, reads that do not block) made meanwhile
-by the loop's other tasks share the next pipeline: a round trip or two per loop
-iteration for a thousand producers, instead of a thousand.
+A plain call (an append, a cancel check, a read that does not block) goes out at
+once when no other is on its way; the plain calls made meanwhile share the next
+pipeline: those of one event loop's tasks under asyncio, those of every thread in
+the blocking half (the thread of the first one queued sends them, then hands that
+on).  A thousand producers make a round trip or two at a time, not a thousand.
 """
 
 from __future__ import annotations
@@ -89,6 +90,19 @@ class _Call:
     commands: list[tuple[Any, ...]]
     transaction: bool = False
     blocks: bool = False
+
+
+class _Waiting:
+    """A blocking call queued for the pipeline that a thread leads."""
+
+    __slots__ = ("answered", "call", "lead", "replies")
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+        self.answered = threading.Lock()
+        self.answered.acquire()
+        self.lead = False
+        self.replies: list[Any] | BaseException = []
 
 
 # An operation is written once, as a generator that yields the commands it needs and
@@ -185,6 +199,10 @@ class RedisStore:
         ] = weakref.WeakKeyDictionary()
         self._sending: set[asyncio.Task[None]] = set()
         self._alone: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        # The blocking half's calls waiting for a pipeline, and whether a thread leads one.
+        self._queue_lock = threading.Lock()
+        self._queued: list[_Waiting] = []
+        self._leading = False
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r})"
@@ -449,10 +467,50 @@ class RedisStore:
             return self._client
 
     def _execute(self, call: _Call) -> list[Any]:
+        if call.transaction or call.blocks:
+            return self._send(call.commands, call.transaction)
+        waiting = _Waiting(call)
+        with self._queue_lock:
+            self._queued.append(waiting)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            waiting.answered.acquire()  # released with the replies, or with the lead
+            lead = waiting.lead
+        if lead:
+            self._lead()
+        if isinstance(waiting.replies, BaseException):
+            raise waiting.replies
+        return waiting.replies
+
+    def _lead(self) -> None:
+        """Send every call queued by now in one pipeline, answer them, and hand the lead
+        to the first call queued meanwhile: each thread leads one pipeline at most."""
+        with self._queue_lock:
+            batch, self._queued = self._queued, []
+        try:
+            replies = self._send([c for waiting in batch for c in waiting.call.commands], False)
+            start = 0
+            for waiting in batch:
+                waiting.replies = replies[start : start + len(waiting.call.commands)]
+                start += len(waiting.call.commands)
+        except BaseException as exc:  # each caller raises it, this thread too
+            for waiting in batch:
+                waiting.replies = exc
+        finally:
+            for waiting in batch[1:]:  # the first is this thread's own
+                waiting.answered.release()
+            with self._queue_lock:
+                following = self._queued[0] if self._queued else None
+                self._leading = following is not None
+            if following is not None:
+                following.lead = True
+                following.answered.release()
+
+    def _send(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         client = self._sync()
         try:
-            with client.pipeline(transaction=call.transaction) as pipe:
-                for command in call.commands:
+            with client.pipeline(transaction=transaction) as pipe:
+                for command in commands:
                     pipe.execute_command(*command)
                 return list(pipe.execute(raise_on_error=False))
         except self._errors.RedisError as exc:
