@@ -119,6 +119,7 @@ class RedisStore:
     last write or the end, ``lease`` how long a producer may go without renewing,
     and ``poll`` the longest a reader blocks (``XREAD BLOCK``) between checks of
     the lease: readers of a killed producer end within ``lease + poll`` (8.5 s).
+    An append holds at most 3,000 blocks (the kit's producers write a few per batch).
     ``timeout`` and ``connect_timeout`` bound each call; when Redis cannot be
     reached, every method raises ``StoreUnavailable``.  ``max_connections`` caps each
     client's pool: every reader that follows a stream holds a connection while it waits.
