@@ -489,11 +489,10 @@ class RedisStore:
         with self._queue_lock:
             batch, self._queued = self._queued, []
         try:
-            replies = self._send([c for waiting in batch for c in waiting.call.commands], False)
-            start = 0
-            for waiting in batch:
-                waiting.replies = replies[start : start + len(waiting.call.commands)]
-                start += len(waiting.call.commands)
+            calls = [waiting.call for waiting in batch]
+            replies = self._send(_joined(calls), False)
+            for waiting, answer in zip(batch, _split(calls, replies), strict=True):
+                waiting.replies = answer
         except BaseException as exc:  # each caller raises it, this thread too
             for waiting in batch:
                 waiting.replies = exc
@@ -559,8 +558,9 @@ class RedisStore:
         """Send the calls queued on ``loop`` since this task was created, in one pipeline.
         They came while a call was on its way alone, or while this task waited to run."""
         batch = self._batches.pop(loop)
+        calls = [call for call, _ in batch]
         try:
-            replies = await self._asend([c for call, _ in batch for c in call.commands], False)
+            replies = await self._asend(_joined(calls), False)
         except Exception as exc:  # each caller raises it
             for _, future in batch:
                 if not future.done():
@@ -570,12 +570,9 @@ class RedisStore:
             for _, future in batch:
                 future.cancel()
             raise
-        start = 0
-        for call, future in batch:
-            end = start + len(call.commands)
+        for (_, future), answer in zip(batch, _split(calls, replies), strict=True):
             if not future.done():  # its caller was cancelled
-                future.set_result(replies[start:end])
-            start = end
+                future.set_result(answer)
 
     async def _asend(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         client = self._async()
@@ -719,6 +716,20 @@ class RedisStore:
         if client is not None:
             close = getattr(client, "aclose", None) or client.close
             await close()
+
+
+def _joined(calls: list[_Call]) -> list[tuple[Any, ...]]:
+    """The commands of ``calls``, for one pipeline."""
+    return [command for call in calls for command in call.commands]
+
+
+def _split(calls: list[_Call], replies: list[Any]) -> Iterator[list[Any]]:
+    """The replies of a pipeline of :func:`_joined` ``calls``, call by call."""
+    start = 0
+    for call in calls:
+        end = start + len(call.commands)
+        yield replies[start:end]
+        start = end
 
 
 def _seq(entry_id: bytes) -> int:
