@@ -33,6 +33,21 @@ Append = Callable[[str, int], Awaitable[Any]]
 Cancelled = Callable[[str], Awaitable[Any]]
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time so far, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def queue_append(pipe: Any, name: str, seq: int) -> None:
+    """An append's commands, as ``RedisStore``'s script runs them, into a ``MULTI``."""
+    pipe.exists(f"{name}:meta")
+    pipe.xadd(f"{name}:events", {"0": b"data: tok\n\n"}, id=f"{seq}-0", maxlen=10_000)
+    pipe.set(f"{name}:lease", 1, px=8000)
+    pipe.pexpire(f"{name}:meta", 3_600_000)
+    pipe.pexpire(f"{name}:events", 3_600_000)
+
+
 class PipelinePerCall:
     """The same keys and commands as ``RedisStore``, one round trip per call."""
 
@@ -45,11 +60,7 @@ class PipelinePerCall:
 
     async def append(self, name: str, seq: int) -> Any:
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.exists(f"{name}:meta")
-            pipe.xadd(f"{name}:events", {"0": b"data: tok\n\n"}, id=f"{seq}-0", maxlen=10_000)
-            pipe.set(f"{name}:lease", 1, px=8000)
-            pipe.pexpire(f"{name}:meta", 3_600_000)
-            pipe.pexpire(f"{name}:events", 3_600_000)
+            queue_append(pipe, name, seq)
             return await pipe.execute()
 
     async def cancelled(self, name: str) -> bool:
@@ -68,11 +79,7 @@ class BlockingPipelinePerCall:
 
     def append(self, name: str, seq: int) -> Any:
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.exists(f"{name}:meta")
-            pipe.xadd(f"{name}:events", {"0": b"data: tok\n\n"}, id=f"{seq}-0", maxlen=10_000)
-            pipe.set(f"{name}:lease", 1, px=8000)
-            pipe.pexpire(f"{name}:meta", 3_600_000)
-            pipe.pexpire(f"{name}:events", 3_600_000)
+            queue_append(pipe, name, seq)
             return pipe.execute()
 
     def cancelled(self, name: str) -> bool:
@@ -104,13 +111,12 @@ def measure_threads(
             time.sleep(gap)
 
     threads = [threading.Thread(target=produce_blocking, args=(s,)) for s in streams]
-    before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    cpu, started = cpu_seconds(), time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_SELF)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    wall, cpu = time.monotonic() - started, cpu_seconds() - cpu
     (store if kind == "kit" else plain.client).close()
     return wall, cpu / (producers * steps) * 1e6
 
@@ -145,10 +151,9 @@ async def measure(
             await plain.create(f"bench:{kind}:{time.monotonic_ns()}:{n}") for n in range(producers)
         ]
         append, cancelled = plain.append, plain.cancelled
-    before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    cpu, started = cpu_seconds(), time.monotonic()
     await asyncio.gather(*(produce(s, append, cancelled, steps, gap) for s in streams))
-    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_SELF)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    wall, cpu = time.monotonic() - started, cpu_seconds() - cpu
     if kind == "kit":
         await store.aclose()
     else:
