@@ -902,3 +902,33 @@ def test_missing_redis_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=r'pip install "indox-integrations\[redis\]"'):
         RedisStore("redis://127.0.0.1:1/0")
+
+
+def test_every_cancelled_redis_reader_ends(redis_url: str) -> None:  # noqa: F811
+    """Readers cancelled at any moment of their round trips end at once. (On Python 3.11,
+    redis-py's ``asyncio.wait_for`` around a socket write can drop a cancel landing as
+    the write completes; the store delivers it.)"""
+    store = RedisStore(redis_url, poll=0.002)
+    readers = 150
+
+    async def main() -> tuple[int, int]:
+        try:
+            stream_id = await store.acreate()
+
+            async def read() -> None:
+                async for _ in store.aread(stream_id):
+                    pass
+
+            tasks = [asyncio.create_task(read()) for _ in range(readers)]
+            await asyncio.sleep(0.05)
+            for task in tasks:  # one each loop turn: cancels land at every point
+                task.cancel()
+                await asyncio.sleep(0.002)
+            done, running = await asyncio.wait(tasks, timeout=3)
+            for task in running:
+                task.cancel()
+            return sum(task.cancelled() for task in done), len(running)
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(main()) == (readers, 0)

@@ -576,13 +576,19 @@ class RedisStore:
 
     async def _asend(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         client = self._async()
+        cancels = _cancels()
         try:
             async with client.pipeline(transaction=transaction) as pipe:
                 for command in commands:
                     pipe.execute_command(*command)
-                return list(await pipe.execute(raise_on_error=False))
+                replies = list(await pipe.execute(raise_on_error=False))
         except self._errors.RedisError as exc:
             raise self._failure(exc) from exc
+        if _cancels() > cancels:
+            # Before Python 3.12, the asyncio.wait_for around redis-py's socket writes
+            # drops a cancel that lands as the write completes: deliver it.
+            raise asyncio.CancelledError
+        return replies
 
     async def _arun(self, op: _Op[T]) -> T:
         try:
@@ -716,6 +722,12 @@ class RedisStore:
         if client is not None:
             close = getattr(client, "aclose", None) or client.close
             await close()
+
+
+def _cancels() -> int:
+    """The cancels requested of the running task and not yet handled (0 before 3.11)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return int(cancelling()) if cancelling is not None else 0
 
 
 def _joined(calls: list[_Call]) -> list[tuple[Any, ...]]:
