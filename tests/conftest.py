@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+NODE = Path(__file__).parent / "node"
+"""The npm clients' folder: its package.json pins them, tests/run.sh installs them."""
 
 
 @pytest.fixture
@@ -31,3 +36,12 @@ def refuse_threads(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
         monkeypatch.setattr(threading.Thread, "start", refusing)
 
     return refuse
+
+
+@pytest.fixture(scope="session")
+def npm_clients() -> Path:
+    """The npm clients' folder, once every client it pins is installed there."""
+    pinned = json.loads((NODE / "package.json").read_text())["dependencies"]
+    if not all((NODE / "node_modules" / name / "package.json").is_file() for name in pinned):
+        pytest.fail("the npm clients are not installed: run tests/run.sh (or npm ci in tests/node)")
+    return NODE

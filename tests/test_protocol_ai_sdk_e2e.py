@@ -42,6 +42,8 @@ PACKAGES = {
 }
 """``{"ai5": "5.0.0", "ai-latest": ...}``: the exact versions each run must report."""
 
+pytestmark = pytest.mark.usefixtures("npm_clients")
+
 ASGI = ("fastapi", "django-asgi")
 WSGI = ("flask", "django-wsgi")
 FRAMEWORKS = ASGI + WSGI
@@ -251,12 +253,6 @@ def app(request: pytest.FixtureRequest) -> App:
     framework = request.node.callspec.params["framework"]
     url = request.getfixturevalue(f"{framework.replace('-', '_')}_url")
     return App(framework, str(url))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def node_packages() -> None:
-    if not all((NODE / "node_modules" / alias / "package.json").is_file() for alias in PACKAGES):
-        raise RuntimeError("the npm clients are missing: run tests/run.sh, or npm ci in tests/node")
 
 
 # -- the client ------------------------------------------------------------------------------

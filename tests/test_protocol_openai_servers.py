@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +27,6 @@ from langchain_openai import ChatOpenAI
 from openai_apps import KEY, KEYS, MODELS, fastapi_app, flask_app
 from pydantic import BaseModel
 from servers import (
-    ROOT,
     free_port,
     gunicorn_argv,
     process_server,
@@ -48,7 +48,6 @@ SERVERS = (
 )
 ASGI = ("fastapi-uvicorn", "django-uvicorn")
 PROMPT = 'héllo "wörld" 🙂\nline two\ttab [DONE] data: x'
-NODE_CLIENT = ROOT / "tests" / "node" / "openai-client.mjs"
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -518,15 +517,16 @@ def test_langchain_stopping_closes_the_upstream(server: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def node_results(served: tuple[str, str]) -> dict[str, Any]:
-    if not (ROOT / "tests" / "node" / "node_modules" / "openai").is_dir():
-        pytest.fail("the npm clients are not installed: run tests/run.sh (or npm ci in tests/node)")
+def node_results(served: tuple[str, str], npm_clients: Path) -> dict[str, Any]:
     node = shutil.which("node")
     assert node is not None, "node is not installed"
     url = served[1]
     httpx.post(f"{url}/_reset").raise_for_status()
     done = subprocess.run(
-        [node, str(NODE_CLIENT), url, KEY, PROMPT], capture_output=True, text=True, timeout=90
+        [node, str(npm_clients / "openai-client.mjs"), url, KEY, PROMPT],
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)  # type: ignore[no-any-return]

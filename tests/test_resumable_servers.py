@@ -501,6 +501,7 @@ def node(script: str, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+@pytest.mark.usefixtures("npm_clients")
 def test_the_js_client_reconnects_to_the_other_process_after_a_drop(cluster: Cluster) -> None:
     proxy = DroppingProxy(cluster.a.port, cluster.b.port, cut=3000)
     try:
@@ -526,6 +527,7 @@ def test_the_js_client_reconnects_to_the_other_process_after_a_drop(cluster: Clu
 
 
 @pytest.mark.parametrize("package", AI_PACKAGES)
+@pytest.mark.usefixtures("npm_clients")
 def test_the_ai_sdk_reconnects_to_the_running_chat_stream(cluster: Cluster, package: str) -> None:
     chat_id = f"chat-{package}"
     with (
