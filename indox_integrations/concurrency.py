@@ -597,7 +597,7 @@ class ThreadFeed(_Batches):
 class TaskFeed(_Batches):
     """Iterate an async iterator in an asyncio task of its own."""
 
-    __slots__ = ("_iterator", "_source", "_space", "_task")
+    __slots__ = ("_iterator", "_source", "_space", "_stopped", "_task")
 
     def __init__(self, source: Any) -> None:
         super().__init__()
@@ -606,6 +606,7 @@ class TaskFeed(_Batches):
         self._space: asyncio.Future[None] | None = None
         """Awaited by the task while the buffer is full; resolved when a batch is taken."""
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -634,6 +635,10 @@ class TaskFeed(_Batches):
                 except Exception as exc:
                     self.error = exc
                     return
+                if self._stopped:
+                    # The upstream swallowed the cancel: an asyncio.wait_for() in it,
+                    # before Python 3.12, can drop one that lands with its result.
+                    return
                 with self._lock:
                     self._add(item)
                     waiter, self._waiter = self._waiter, None
@@ -653,6 +658,7 @@ class TaskFeed(_Batches):
         task, loop = self._task, self._loop
         if task is None or loop is None or task.done():
             return
+        self._stopped = True
         try:
             on_loop = asyncio.get_running_loop() is loop
         except RuntimeError:

@@ -200,9 +200,18 @@ def _wait_closed(tracker: Tracker, timeout: float = 5.0) -> float:
     return tracker.closed[0]
 
 
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_client_leaving_closes_the_upstream(server: str, tracker: Tracker, kind: str) -> None:
-    left, pulled = _read_then_leave(server, body("/stream", kind, chunks=100, delay=0.05), tracker)
+@pytest.mark.parametrize(
+    ("kind", "swallow"),
+    [("sync", False), ("async", False), ("async", True)],
+    ids=["sync", "async", "async-swallowing-the-cancel"],
+)
+def test_client_leaving_closes_the_upstream(
+    server: str, tracker: Tracker, kind: str, swallow: bool
+) -> None:
+    """An async upstream that drops the feed's cancel is closed too, at its next chunk."""
+    options = {"swallow_cancel": True} if swallow else {}
+    payload = body("/stream", kind, chunks=100, delay=0.05, **options)
+    left, pulled = _read_then_leave(server, payload, tracker)
     closed = _wait_closed(tracker)
     at_close = tracker.snapshot()["pulled"]
     assert closed - left < 1.0  # the upstream had 4.8 s to go

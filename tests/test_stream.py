@@ -622,13 +622,18 @@ def test_slow_sync_upstream_does_not_block_the_loop(tracker: Tracker) -> None:
     assert asyncio.run(main()) < 0.5
 
 
-@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["sync", "async", "async-swallowing-the-cancel"])
 def test_cancelling_the_consumer_closes_the_upstream_at_once(kind: str, tracker: Tracker) -> None:
-    make = sync_upstream if kind == "sync" else async_upstream
+    """An upstream that drops the feed's cancel is closed too, at its next chunk."""
 
     async def main() -> float:
         # 100 chunks 0.1 s apart: the upstream alone would run for ten seconds.
-        stream = async_sse_stream(make(tracker, chunks=100, delay=0.1))
+        if kind == "sync":
+            upstream: Any = sync_upstream(tracker, chunks=100, delay=0.1)
+        else:
+            swallow = kind != "async"
+            upstream = async_upstream(tracker, chunks=100, delay=0.1, swallow_cancel=swallow)
+        stream = async_sse_stream(upstream)
         first = asyncio.Event()
 
         async def consumer() -> None:

@@ -140,8 +140,11 @@ async def async_upstream(
     delay: float = 0.05,
     first_delay: float = 0.0,
     fail_after: int | None = None,
+    swallow_cancel: bool = False,
 ) -> AsyncIterator[Any]:
-    """The async twin of :func:`sync_upstream`."""
+    """The async twin of :func:`sync_upstream`; with ``swallow_cancel``, a cancel that
+    comes while it waits between chunks is dropped, as an ``asyncio.wait_for()`` in an
+    upstream can drop one that lands with its result (before Python 3.12)."""
     tracker.enter()
     finished = False
     items = [f"tok{i} " for i in range(chunks)] if isinstance(chunks, int) else chunks
@@ -150,7 +153,11 @@ async def async_upstream(
             await asyncio.sleep(first_delay)
         for index, item in enumerate(items):
             if index and delay:
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    if not swallow_cancel:
+                        raise
             if fail_after is not None and index == fail_after:
                 raise RuntimeError("upstream exploded with secret sk-test-123")
             tracker.pull()
