@@ -636,7 +636,7 @@ class TaskFeed(_Batches):
                     self.error = exc
                     return
                 if self._stopped:
-                    # The upstream swallowed the cancel: an asyncio.wait_for() in it,
+                    # The upstream dropped the cancel: an asyncio.wait_for() in it,
                     # before Python 3.12, can drop one that lands with its result.
                     return
                 with self._lock:
@@ -658,15 +658,20 @@ class TaskFeed(_Batches):
         task, loop = self._task, self._loop
         if task is None or loop is None or task.done():
             return
-        self._stopped = True
         try:
             on_loop = asyncio.get_running_loop() is loop
         except RuntimeError:
             on_loop = False
         if on_loop:
             self._disarm()
-            task.cancel()
+            self._cancel(task)
         else:
             # Django's ASGI handler calls close() via sync_to_async, off the loop's thread.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(task.cancel)
+                loop.call_soon_threadsafe(self._cancel, task)
+
+    def _cancel(self, task: asyncio.Task[None]) -> None:
+        # Marked with the cancel, on the loop: a chunk that comes after it means the
+        # upstream dropped the cancel, and no cancel is left to cut the close short.
+        self._stopped = True
+        task.cancel()

@@ -514,10 +514,14 @@ def test_close_before_iterating_closes_the_upstream(
     assert len(records()) == 3
 
 
-def test_close_from_another_thread_closes_an_async_upstream(tracker: Tracker) -> None:
+@pytest.mark.parametrize("swallow", [False, True], ids=["async", "async-swallowing-the-cancel"])
+def test_close_from_another_thread_closes_an_async_upstream(
+    tracker: Tracker, swallow: bool
+) -> None:
     # Django's ASGI handler calls response.close() through sync_to_async, off the loop.
     async def main() -> float:
-        stream = async_sse_stream(async_upstream(tracker, chunks=100, delay=0.1))
+        upstream = async_upstream(tracker, chunks=100, delay=0.1, swallow_cancel=swallow)
+        stream = async_sse_stream(upstream)
         seen = 0
         async for data in stream:
             seen += data.startswith(b"data: ")
