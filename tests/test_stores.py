@@ -609,13 +609,15 @@ def test_unknown_ids_async(make_store: Make) -> None:
     asyncio.run(main())
 
 
-def test_unknown_id_cancel_creates_no_key(redis_server: RedisServer, redis_url: str) -> None:  # noqa: F811
+def test_an_unknown_id_creates_no_key(redis_server: RedisServer, redis_url: str) -> None:  # noqa: F811
     store = RedisStore(redis_url)
     try:
         assert store.cancel("B" * 22) is False
         assert store.info("B" * 22) is None
         with pytest.raises(StreamNotFound):
             store.append("B" * 22, BATCHES[0])
+        with pytest.raises(StreamNotFound):
+            store.renew("B" * 22)
         with redis_server.client() as client:
             assert client.keys("*") == []
     finally:

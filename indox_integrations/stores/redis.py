@@ -79,6 +79,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 """
+# Renews the lease and the TTLs if the stream still exists. KEYS: meta, events, lease;
+# ARGV: lease ms, ttl ms.
+_RENEW = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[3], 1, 'PX', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
 _CREDENTIALS = re.compile(r"//[^@/]*@")
 
 
@@ -250,18 +259,6 @@ class RedisStore:
             raise StreamNotFound(f"no stream {stream_id!r}")
         return status.decode(), 1 + (_seq(top[0][0]) if top else 0)
 
-    def _write(self, stream_id: str, commands: list[tuple[Any, ...]]) -> _Op[list[Any]]:
-        """Run ``commands`` in a ``MULTI`` that first checks the stream still exists."""
-        meta, events, lease, _ = self._keys(stream_id)
-        replies = yield _Call([("EXISTS", meta), *commands], transaction=True)
-        if not replies[0]:
-            # Expired, or lost with a restarted server: the commands made stray keys
-            # (with TTLs, they were set in the same MULTI); drop them.
-            self._next.pop(stream_id, None)
-            yield _Call([("DEL", meta, events, lease)])
-            raise StreamNotFound(f"no stream {stream_id!r}")
-        return replies[1:]
-
     def _add(self, stream_id: str, fields: list[Any], final: Status | None) -> _Op[int | None]:
         """Add the next entry, renewing the lease, or with ``final`` the end marker, setting
         the status; return its number, or ``None`` if the stream has finished."""
@@ -296,16 +293,12 @@ class RedisStore:
         return str(seq)
 
     def _renew(self, stream_id: str) -> _Op[None]:
-        meta, events, lease, _ = self._keys(stream_id)
-        replies = yield from self._write(
-            stream_id,
-            [
-                ("SET", lease, 1, "PX", self._lease_ms),
-                ("PEXPIRE", meta, self._ttl_ms),
-                ("PEXPIRE", events, self._ttl_ms),
-            ],
-        )
-        self._check(replies)
+        keys = self._keys(stream_id)[:3]
+        limits = (self._lease_ms, self._ttl_ms)
+        (renewed,) = self._check((yield _Call([("EVAL", _RENEW, len(keys), *keys, *limits)])))
+        if not renewed:  # expired, or lost with a restarted server
+            self._next.pop(stream_id, None)
+            raise StreamNotFound(f"no stream {stream_id!r}")
 
     def _finish(self, stream_id: str, status: Status) -> _Op[None]:
         _check_final(status)
