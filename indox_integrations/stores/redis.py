@@ -579,7 +579,8 @@ class RedisStore:
             raise self._failure(exc) from exc
         if _cancels() > cancels:
             # Before Python 3.12, the asyncio.wait_for around redis-py's socket writes
-            # drops a cancel that lands as the write completes: deliver it.
+            # drops a cancel that lands as the write completes: deliver it. (On 3.10,
+            # which has no Task.cancelling(), such a cancel goes unseen.)
             raise asyncio.CancelledError
         return replies
 
