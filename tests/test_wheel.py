@@ -1,7 +1,8 @@
 """The built wheel ships the browser helper, and an installed (non-editable) copy serves it.
 
 One wheel is built from the checkout and installed into a fresh virtual environment
-(``--system-site-packages`` for the frameworks). Every check runs a script with that
+(``--system-site-packages`` for the frameworks, or the paths of the virtual environment the
+tests run in). Every check runs a script with that
 environment's Python, isolated (``-I``) from a temporary directory, so the checkout is
 never imported.
 """
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import venv
 import zipfile
@@ -69,6 +71,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
     prefix = base / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(prefix)
+    if sys.prefix != sys.base_prefix:
+        # Run from a virtual environment: the frameworks are that environment's. Its
+        # folders go in as plain paths, so its .pth files (the checkout's editable
+        # install among them) stay out.
+        dirs = {"base": str(prefix), "platbase": str(prefix)}
+        site = Path(sysconfig.get_path("purelib", vars=dirs))
+        outer = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+        (site / "outer-venv.pth").write_text("".join(f"{path}\n" for path in outer))
     python = prefix / "bin" / "python"
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
