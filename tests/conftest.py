@@ -8,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-NODE = Path(__file__).parent / "node"
-"""The npm clients' folder: its package.json pins them, tests/run.sh installs them."""
+from servers import NODE
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
 ROOT = Path(__file__).resolve().parent.parent
+NODE = ROOT / "tests" / "node"
+"""The npm clients' folder: its package.json pins them, tests/run.sh installs them."""
 
 
 def free_port() -> int:

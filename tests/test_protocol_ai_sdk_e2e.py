@@ -16,12 +16,12 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from servers import (
+    NODE,
     django_server,
     django_site,
     uvicorn_thread,
@@ -33,7 +33,6 @@ from upstreams import Tracker, async_upstream, sync_upstream
 from indox_integrations import DemoClient, Limits, call_client
 from indox_integrations.clients import LLMRequest
 
-NODE = Path(__file__).parent / "node"
 SCRIPT = NODE / "ai-sdk-chat.mjs"
 PACKAGES = {
     alias: spec.rpartition("@")[2]

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,7 +26,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 from redis_server import RedisServer, redis_server  # noqa: F401
-from servers import free_port, gunicorn_argv, process_server, uvicorn_argv
+from servers import NODE, free_port, gunicorn_argv, process_server, uvicorn_argv
 
 from indox_integrations.demo import STORY
 from indox_integrations.stores import RedisStore
@@ -440,7 +439,6 @@ def test_example_app_workers_share_streams_through_redis(framework: str) -> None
 
 # Real clients: the kit's JS in Node, and the AI SDK's own resume.
 
-NODE = Path(__file__).parent / "node"
 AI_PACKAGES = ("ai5", "ai-latest")
 
 

@@ -2,9 +2,8 @@
 
 One wheel is built from the checkout and installed into a fresh virtual environment
 (``--system-site-packages`` for the frameworks, or the paths of the virtual environment the
-tests run in). Every check runs a script with that
-environment's Python, isolated (``-I``) from a temporary directory, so the checkout is
-never imported.
+tests run in). Every check runs a script with that environment's Python, isolated
+(``-I``) from a temporary directory, so the checkout is never imported.
 """
 
 from __future__ import annotations
